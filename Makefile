@@ -1,0 +1,71 @@
+# knight — every job is a target; each one prepares what it needs, so a fresh clone can run any.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+KNIGHT := $(BIN)/knight
+STAMP := $(VENV)/.installed
+# Integration tests run their own lab, so they never disturb the one `make lab` brings up.
+TEST_LAB ?= knight-test
+
+.PHONY: help setup image releases lab lab-down status load bench test test-unit test-integration lint format clean demo
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(STAMP) ## Make .venv and install the toolkit with its dev tools
+
+image: $(STAMP) ## Build the lab image (Debian base by mmdebstrap; BASE_IMAGE=... to use another)
+	$(KNIGHT) image build
+
+releases: $(STAMP) ## Build every release artifact of the catalog into dist/releases
+	$(KNIGHT) release build
+
+lab: image ## Bring up the venue, the client and smars-1..8 on the baseline release
+	$(KNIGHT) lab up
+
+lab-down: $(STAMP) ## Remove everything the lab created
+	$(KNIGHT) lab down
+
+status: $(STAMP) ## Show each node's release, tree hash, flags and health
+	$(KNIGHT) lab status
+
+load: lab ## Send five seconds of parent orders to every node
+	$(KNIGHT) load --rate 400 --duration 5
+
+bench: image ## Measure the performance figures into reports/bench.json
+	$(KNIGHT) bench
+
+test-unit: $(STAMP) ## Unit tests (no Docker)
+	$(BIN)/pytest tests/unit -q
+
+test-integration: image ## Integration tests on a real lab (KNIGHT_LAB=$(TEST_LAB))
+	KNIGHT_LAB=$(TEST_LAB) $(BIN)/pytest tests/integration -q
+
+test: image ## Every test: unit, then integration on a real lab
+	KNIGHT_LAB=$(TEST_LAB) $(BIN)/pytest tests/unit tests/integration -q
+
+lint: $(STAMP) ## ruff (lint and format check)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Format the code with ruff
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+demo: lab ## Set up everything, bring the lab up and show orders flowing to every node
+	$(KNIGHT) lab status
+	$(KNIGHT) load --rate 400 --duration 5
+
+clean: ## Remove the labs, build output and the venv
+	-[ -x $(KNIGHT) ] && $(KNIGHT) lab down
+	-[ -x $(KNIGHT) ] && KNIGHT_LAB=$(TEST_LAB) $(KNIGHT) lab down
+	rm -rf dist reports .pytest_cache .ruff_cache $(VENV)

@@ -1,0 +1,337 @@
+"""`knight`, the one entry point: a thin caller of the toolkit's API that prints and exits.
+
+Results go to stdout (a table, or JSON with `--json`); progress goes to stderr; any KnightError
+ends in one line and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import KnightError
+
+__all__ = ["main"]
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _emit_json(doc: Any) -> None:
+    click.echo(json.dumps(doc, indent=2, sort_keys=False))
+
+
+@contextmanager
+def _progress(title: str, quiet: bool = False) -> Iterator[Callable[[str], None]]:
+    """A spinner on stderr with the latest step; each step is also printed as a line."""
+    if quiet or not err.is_terminal:
+        yield (lambda msg: err.print(f"[dim]{msg}[/dim]") if not quiet else None)
+        return
+    with err.status(title) as status:
+
+        def step(msg: str) -> None:
+            status.update(f"{title} — {msg}")
+            err.print(f"[dim]{msg}[/dim]")
+
+        yield step
+
+
+class _Group(click.Group):
+    """Turns toolkit errors into one line and an exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KnightError as exc:
+            err.print(f"[red]knight: error:[/red] {exc}", highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            err.print("knight: interrupted")
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="knight")
+def main() -> None:
+    """Re-enact the 2012 Knight Capital deployment failure on an eight-node Docker lab, and
+    measure which guards stop it.
+
+    Set KNIGHT_LAB to run a lab under another name (default: knight).
+    """
+
+
+def _lab():
+    from .lab import Lab
+
+    return Lab()
+
+
+# -- image -------------------------------------------------------------------------------------
+@main.group()
+def image() -> None:
+    """Build the lab image (base made locally with mmdebstrap; nothing is pulled)."""
+
+
+@image.command("build")
+@click.option("--force-base", is_flag=True, help="Rebuild the Debian base even if present.")
+def image_build(force_base: bool) -> None:
+    """Build knight-base (mmdebstrap + docker import) if missing, then the lab image.
+
+    BASE_IMAGE=<image with python3> skips the Debian base.
+    """
+    from .containers import Engine
+    from .image import build_base, build_image
+    from .settings import load_settings
+
+    settings = load_settings()
+    engine = Engine(settings.lab)
+    started = time.monotonic()
+    with _progress("building the lab image") as say:
+        if force_base:
+            build_base(settings, engine, say, force=True)
+        tag = build_image(settings, engine, say)
+    out.print(f"{tag} built in {time.monotonic() - started:.1f}s")
+
+
+# -- release -----------------------------------------------------------------------------------
+@main.group()
+def release() -> None:
+    """Release artifacts: a reproducible tarball and manifest per catalog version."""
+
+
+@release.command("build")
+@click.argument("versions", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print the artifacts as JSON.")
+def release_build(versions: tuple[str, ...], as_json: bool) -> None:
+    """Build VERSIONS (default: every release of router_image/releases.yaml) into dist/releases/."""
+    from .catalog import load_catalog
+    from .release import build
+    from .settings import load_settings
+
+    s = load_settings()
+    catalog = load_catalog(s.catalog_path, s.router_source)
+    built = [build(catalog, v, s.router_source, s.dist) for v in (versions or catalog.versions)]
+    _print_artifacts(built, as_json)
+
+
+@release.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the artifacts as JSON.")
+def release_list(as_json: bool) -> None:
+    """List built artifacts with their tree hash and flag meanings."""
+    from .release import list_artifacts
+    from .settings import load_settings
+
+    _print_artifacts(list_artifacts(load_settings().dist), as_json)
+
+
+def _print_artifacts(artifacts: list, as_json: bool) -> None:
+    if as_json:
+        _emit_json([a.to_json() for a in artifacts])
+        return
+    table = Table("release", "tree", "strategies", "flags", "artifact")
+    for a in artifacts:
+        flags = ", ".join(f"{k}→{v}" for k, v in a.manifest["flags"].items())
+        table.add_row(
+            a.version, a.tree[:16], ", ".join(a.manifest["strategies"]), flags, str(a.tarball)
+        )
+    out.print(table)
+
+
+# -- lab ---------------------------------------------------------------------------------------
+@main.group()
+def lab() -> None:
+    """The lab: network, venue, client and the router nodes smars-1..8."""
+
+
+@lab.command("up")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def lab_up(as_json: bool) -> None:
+    """Create and start whatever is missing (idempotent) and wait until every node is healthy."""
+    lab_ = _lab()
+    started = time.monotonic()
+    with _progress("bringing the lab up", quiet=as_json) as say:
+        status = lab_.up(progress=say)
+    if as_json:
+        _emit_json(status.to_json() | {"elapsed_s": round(time.monotonic() - started, 2)})
+    else:
+        _print_status(status)
+        out.print(f"lab {status.lab} up in {time.monotonic() - started:.1f}s")
+
+
+@lab.command("down")
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as JSON.")
+def lab_down(as_json: bool) -> None:
+    """Remove every container, network and volume with the lab's label."""
+    removed = _lab().down()
+    if as_json:
+        _emit_json({"removed": removed})
+    else:
+        out.print(", ".join(f"{v} {k}" for k, v in removed.items()) + " removed")
+
+
+@lab.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def lab_status(as_json: bool) -> None:
+    """Each node's release, tree hash, flags, health and trading state."""
+    status = _lab().status()
+    if as_json:
+        _emit_json(status.to_json())
+    else:
+        _print_status(status)
+    if not status.up:
+        sys.exit(1)
+
+
+@lab.command("reset")
+def lab_reset() -> None:
+    """Put every node back on the baseline release and flags, trading, intake open; new venue run."""
+    lab_ = _lab()
+    with _progress("resetting the lab") as say:
+        lab_.reset()
+        say("baseline restored")
+    _print_status(lab_.status())
+
+
+def _print_status(status) -> None:
+    table = Table(
+        "node", "state", "release", "tree", "flags", "healthy", "trading", title=f"lab {status.lab}"
+    )
+    for n in status.nodes:
+        flags = " ".join(
+            f"{k}={'on' if v.get('value') else 'off'}({v.get('meaning')})"
+            for k, v in sorted(n.flags.items())
+        )
+        table.add_row(
+            n.name,
+            n.state,
+            n.release or "-",
+            (n.tree or "-")[:12],
+            flags or "-",
+            "[green]yes[/green]" if n.healthy else f"[red]no[/red] {n.error or ''}",
+            n.trading or "-",
+        )
+    out.print(table)
+    v = status.venue
+    out.print(
+        f"venue: {v.get('state')}, {'healthy' if v.get('healthy') else 'unhealthy'}, "
+        f"messages {v.get('messages', '-')}/{v.get('cap', '-')}, executions {v.get('executions', '-')}, "
+        f"excess shares {v.get('excess_shares', '-')}"
+    )
+
+
+# -- load --------------------------------------------------------------------------------------
+@main.command()
+@click.option("--node", "nodes", multiple=True, help="Send to this node (repeat; default: all).")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=200.0,
+    show_default=True,
+    help="Parent orders per second over all targets (0: as fast as the window allows).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.1, max=3600),
+    default=5.0,
+    show_default=True,
+    help="Seconds of sending.",
+)
+@click.option(
+    "--rlp-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Fraction of orders in the Retail Liquidity Program.",
+)
+@click.option(
+    "--qty",
+    type=click.IntRange(1, 1_000_000),
+    default=100,
+    show_default=True,
+    help="Shares per parent.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the load generator's account as JSON.")
+def load(
+    nodes: tuple[str, ...], rate: float, duration: float, rlp_share: float, qty: int, as_json: bool
+) -> None:
+    """Send parent orders from the client container and account for every one of them."""
+    from .load import LoadSpec, run_load
+
+    lab_ = _lab()
+    spec = LoadSpec(nodes=nodes, rate=rate, duration_s=duration, rlp_share=rlp_share, qty=qty)
+    with _progress("sending orders", quiet=as_json) as say:
+        result = run_load(lab_, spec, on_progress=lambda d: say(json.dumps(d.get("progress", d))))
+    if as_json:
+        _emit_json(result.raw)
+        return
+    table = Table(
+        "node",
+        "sent",
+        "acked",
+        "filled",
+        "rejected",
+        "cancelled",
+        "working",
+        "unanswered",
+        "excess",
+    )
+    for target, row in sorted(result.per_target.items()):
+        table.add_row(
+            target,
+            *(
+                str(row.get(k, 0))
+                for k in (
+                    "sent",
+                    "acked",
+                    "filled",
+                    "rejected",
+                    "cancelled",
+                    "working",
+                    "unanswered",
+                    "excess_shares",
+                )
+            ),
+        )
+    out.print(table)
+    out.print(
+        f"{result.sent} sent, {result.filled} filled, {result.unanswered} unanswered, "
+        f"{result.orders_per_s:.0f} orders/s"
+    )
+
+
+# -- bench -------------------------------------------------------------------------------------
+@main.command()
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the figures (default: reports/bench.json).",
+)
+def bench(json_path: Path | None) -> None:
+    """Measure the lab's performance figures, each as a ratio within one run."""
+    from .bench import run_bench
+
+    lab_ = _lab()
+    path = json_path or lab_.settings.reports / "bench.json"
+    with _progress("benchmarking") as say:
+        figures = run_bench(lab_, path, progress=say)
+    table = Table("figure", "value", "goal")
+    for name, entry in figures.items():
+        table.add_row(name, str(entry.get("value")), entry.get("goal", ""))
+    out.print(table)
+    out.print(f"written to {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
