@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
@@ -53,7 +54,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except KnightError as exc:
-            err.print(f"[red]knight: error:[/red] {exc}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[red]knight: error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             err.print("knight: interrupted")

@@ -69,7 +69,9 @@ def _tree_files(source: Path, release: Release) -> dict[str, bytes]:
         if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
             continue
         rel = path.relative_to(source)
-        is_strategy = rel.parts[0] == "strategies" and len(rel.parts) == 2 and rel.stem != "__init__"
+        is_strategy = (
+            rel.parts[0] == "strategies" and len(rel.parts) == 2 and rel.stem != "__init__"
+        )
         if is_strategy and rel.stem not in release.strategies:
             continue
         files[f"smars/{rel.as_posix()}"] = path.read_bytes()

@@ -15,7 +15,11 @@ from toolkit.settings import LABEL, Settings, load_settings
 
 def knight(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "toolkit.cli", *args], capture_output=True, text=True, env=os.environ, timeout=120
+        [sys.executable, "-m", "toolkit.cli", *args],
+        capture_output=True,
+        text=True,
+        env=os.environ,
+        timeout=120,
     )
 
 
@@ -30,7 +34,9 @@ def test_status_json_follows_the_contract(baseline: Lab):
         assert {"name", "release", "tree", "flags", "healthy", "trading"} <= set(node)
         assert node["release"] == "7.1.0"
         assert node["tree"] == tree
-        assert node["flags"] == {"flag_7": {"value": False, "meaning": "power_peg", "code_meaning": "power_peg"}}
+        assert node["flags"] == {
+            "flag_7": {"value": False, "meaning": "power_peg", "code_meaning": "power_peg"}
+        }
         assert node["healthy"] is True
         assert node["trading"] == "active"
     assert status["venue"]["healthy"] is True

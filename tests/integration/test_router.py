@@ -50,7 +50,8 @@ def test_old_release_with_flag_7_on_runs_power_peg_and_overfills_while_orders_fl
     venue = baseline.venue_admin()
     samples: list[int] = []
     load = threading.Thread(
-        target=run_load, args=(baseline, LoadSpec(nodes=(node,), rate=40, duration_s=4, rlp_share=1.0, drain_s=1))
+        target=run_load,
+        args=(baseline, LoadSpec(nodes=(node,), rate=40, duration_s=4, rlp_share=1.0, drain_s=1)),
     )
     load.start()
     for _ in range(3):
@@ -59,7 +60,7 @@ def test_old_release_with_flag_7_on_runs_power_peg_and_overfills_while_orders_fl
     load.join()
     assert samples[0] > 0
     assert samples[0] < samples[1] < samples[2], samples
-    executions = venue.get(f"/executions?since=0&limit=500")
+    executions = venue.get("/executions?since=0&limit=500")
     fields = executions["fields"]
     rows = [dict(zip(fields, row, strict=True)) for row in executions["executions"]]
     assert {r["node"] for r in rows} == {node}
@@ -77,7 +78,9 @@ def test_new_release_with_flag_7_on_runs_rlp_and_never_overfills(baseline: Lab):
     # the switch re-executed the process in place: same container
     assert baseline.engine.get(baseline.settings.container(node)).id == container_id
     _flag_7_on(baseline, node)
-    result = run_load(baseline, LoadSpec(nodes=(node,), rate=100, duration_s=3, rlp_share=1.0, qty=300))
+    result = run_load(
+        baseline, LoadSpec(nodes=(node,), rate=100, duration_s=3, rlp_share=1.0, qty=300)
+    )
     assert result.filled == result.sent > 200
     assert result.overfilled == 0 and result.excess_shares == 0
     stats = baseline.venue_admin().get("/stats")
@@ -116,7 +119,9 @@ def test_hostile_input_is_rejected_and_the_router_stays_up(baseline: Lab):
     assert [a["type"] for a in answers if a.get("id") == "ok-1"] == ["ack", "fill"]
     after = admin.metrics()
     for reason, count in (("malformed", 5), ("invalid", 6)):
-        delta = metric(after, "smars_rejects_total", reason=reason) - metric(before, "smars_rejects_total", reason=reason)
+        delta = metric(after, "smars_rejects_total", reason=reason) - metric(
+            before, "smars_rejects_total", reason=reason
+        )
         assert delta == count, reason
     assert admin.get("/health")["status"] == "ok"
 
@@ -125,7 +130,11 @@ def test_malformed_flags_file_keeps_the_last_good_flags_and_reports_the_error(ba
     node = "smars-4"
     admin = baseline.node_admin(node)
     good = admin.get("/version")["flags"]
-    for content in (b"{not json", b'{"flags": {"flag_7": {"value": "yes", "meaning": "rlp"}}}', b"[]"):
+    for content in (
+        b"{not json",
+        b'{"flags": {"flag_7": {"value": "yes", "meaning": "rlp"}}}',
+        b"[]",
+    ):
         baseline.write_flags_file(node, content)
         answer = admin.post("/reload")
         version = admin.get("/version")

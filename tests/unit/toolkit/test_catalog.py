@@ -31,19 +31,41 @@ def test_shipped_catalog_has_the_three_releases_and_the_reused_flag():
 
 def test_unknown_release_names_the_known_ones():
     catalog = load_catalog(S.catalog_path, S.router_source)
-    with pytest.raises(ReleaseError, match=r"unknown release '9.9.9' \(known: 7.1.0, 8.0.0, 8.0.1\)"):
+    with pytest.raises(
+        ReleaseError, match=r"unknown release '9.9.9' \(known: 7.1.0, 8.0.0, 8.0.1\)"
+    ):
         catalog.get("9.9.9")
 
 
 @pytest.mark.parametrize(
     ("text", "line", "message"),
     [
-        ("baseline: '1.0.0'\nreleases:\n  '1.0.0':\n    strategies: [sor]\n    colour: red\n", 5, "unknown key 'colour'"),
-        ("baseline: '1.0.0'\nreleases:\n  '1.0.0':\n    strategies: [sor, warp]\n", 4, "no strategy module for 'warp'"),
-        ("baseline: '1.0.0'\nreleases:\n  '1.0.0':\n    strategies: [sor]\n    flags:\n      flag_7: rlp\n", 6, "does not contain"),
-        ("baseline: '2.0.0'\nreleases:\n  '1.0.0':\n    strategies: [sor]\n", 1, "baseline '2.0.0'"),
+        (
+            "baseline: '1.0.0'\nreleases:\n  '1.0.0':\n    strategies: [sor]\n    colour: red\n",
+            5,
+            "unknown key 'colour'",
+        ),
+        (
+            "baseline: '1.0.0'\nreleases:\n  '1.0.0':\n    strategies: [sor, warp]\n",
+            4,
+            "no strategy module for 'warp'",
+        ),
+        (
+            "baseline: '1.0.0'\nreleases:\n  '1.0.0':\n    strategies: [sor]\n    flags:\n      flag_7: rlp\n",
+            6,
+            "does not contain",
+        ),
+        (
+            "baseline: '2.0.0'\nreleases:\n  '1.0.0':\n    strategies: [sor]\n",
+            1,
+            "baseline '2.0.0'",
+        ),
         ("baseline: '1.0.0'\nreleases:\n  '1.0':\n    strategies: [sor]\n", 3, "MAJOR.MINOR.PATCH"),
-        ("baseline: '1.0.0'\nreleases:\n  '1.0.0':\n    strategies: [sor]\n  '1.0.0':\n    strategies: [sor]\n", 5, "duplicate key"),
+        (
+            "baseline: '1.0.0'\nreleases:\n  '1.0.0':\n    strategies: [sor]\n  '1.0.0':\n    strategies: [sor]\n",
+            5,
+            "duplicate key",
+        ),
         ("baseline: '1.0.0'\nreleases: [\n", 3, "invalid YAML"),
     ],
 )

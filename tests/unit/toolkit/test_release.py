@@ -43,7 +43,12 @@ def test_release_json_carries_the_flag_meanings_of_the_code(tmp_path):
     old = json.loads(members(build(CATALOG, "7.1.0", S.router_source, tmp_path))["release.json"])
     new = json.loads(members(build(CATALOG, "8.0.0", S.router_source, tmp_path))["release.json"])
     fixed = json.loads(members(build(CATALOG, "8.0.1", S.router_source, tmp_path))["release.json"])
-    assert old == {"version": "7.1.0", "strategies": ["sor", "power_peg"], "flags": {"flag_7": "power_peg"}, "retired": []}
+    assert old == {
+        "version": "7.1.0",
+        "strategies": ["sor", "power_peg"],
+        "flags": {"flag_7": "power_peg"},
+        "retired": [],
+    }
     assert new["flags"] == {"flag_7": "rlp"}
     assert fixed["flags"] == {"rlp_enable": "rlp"} and fixed["retired"] == ["flag_7"]
 
@@ -56,8 +61,13 @@ def test_versions_differ_in_tree_hash(tmp_path):
 def test_manifest_lists_every_file_with_its_sha256(tmp_path):
     artifact = build(CATALOG, "8.0.0", S.router_source, tmp_path)
     files = members(artifact)
-    assert artifact.manifest["files"] == {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}
-    assert artifact.manifest["artifact_sha256"] == hashlib.sha256(artifact.tarball.read_bytes()).hexdigest()
+    assert artifact.manifest["files"] == {
+        n: hashlib.sha256(b).hexdigest() for n, b in files.items()
+    }
+    assert (
+        artifact.manifest["artifact_sha256"]
+        == hashlib.sha256(artifact.tarball.read_bytes()).hexdigest()
+    )
     assert artifact.tree == tree_hash(artifact.manifest["files"])
 
 
@@ -67,7 +77,9 @@ def test_tree_hash_is_what_sha256sum_gives_by_hand(tmp_path):
     with tarfile.open(artifact.tarball, "r:gz") as tar:
         tar.extractall(tree, filter="data")
     cmd = "find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs sha256sum | sha256sum"
-    by_hand = subprocess.run(["sh", "-c", cmd], cwd=tree, capture_output=True, text=True, check=True)
+    by_hand = subprocess.run(
+        ["sh", "-c", cmd], cwd=tree, capture_output=True, text=True, check=True
+    )
     assert by_hand.stdout.split()[0] == artifact.tree
 
 

@@ -1,0 +1,74 @@
+"""The one path by which a child order leaves for the venue: every strategy's children go
+through `Egress.send`, below all strategy code. It refuses while the kill switch is on (the
+risk gate will sit here too), numbers the children, and keeps those still in flight."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from . import wire
+
+if TYPE_CHECKING:
+    from .book import Parent
+    from .state import State
+
+__all__ = ["Egress"]
+
+
+class Egress:
+    def __init__(self, state: State) -> None:
+        self._state = state
+        self._venue: wire.Outbox | None = None
+        self._next_id = 0
+        # child id -> [parent, shares not yet answered]; ids are unique per process, hence
+        # per connection.
+        self.in_flight: dict[int, list] = {}
+        self.children_sent: Counter[str] = Counter()  # per strategy
+        self.refused = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._venue is not None
+
+    def attach(self, venue: wire.Outbox) -> None:
+        """A venue connection is up (its hello already queued)."""
+        self._venue = venue
+
+    def detach(self) -> list[tuple[Parent, int]]:
+        """The venue connection is gone: every child in flight will never be answered."""
+        self._venue = None
+        lost = [(entry[0], entry[1]) for entry in self.in_flight.values()]
+        self.in_flight.clear()
+        return lost
+
+    def send(self, parent: Parent, qty: int) -> bool:
+        venue = self._venue
+        if venue is None or self._state.killed or parent.done:
+            self.refused += 1
+            return False
+        self._next_id += 1
+        child_id = self._next_id
+        strategy = parent.strategy.NAME
+        self.in_flight[child_id] = [parent, qty]
+        parent.tracker.sent(qty)
+        venue.add(
+            wire.child(child_id, parent.id, parent.qty, parent.symbol, parent.side, qty, strategy)
+        )
+        self.children_sent[strategy] += 1
+        return True
+
+    def executed(self, child_id: int, qty: int) -> Parent | None:
+        """The parent of an executed child (None for an unknown child)."""
+        entry = self.in_flight.get(child_id)
+        if entry is None:
+            return None
+        entry[1] -= qty
+        if entry[1] <= 0:
+            del self.in_flight[child_id]
+        return entry[0]
+
+    def rejected(self, child_id: int) -> tuple[Parent, int] | None:
+        """The parent of a refused child and the shares that will not execute."""
+        entry = self.in_flight.pop(child_id, None)
+        return None if entry is None else (entry[0], entry[1])

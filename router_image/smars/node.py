@@ -1,0 +1,420 @@
+"""One router node: wires the parts together, answers the admin API, and handles the signals
+(SIGHUP reloads the flags, SIGUSR2 switches release by re-executing from /opt/smars/current
+with the listening sockets kept, SIGTERM/SIGINT stop)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import switch, wire
+from .admin import AdminServer, Reply, Route
+from .book import Book
+from .config import Config
+from .egress import Egress
+from .errors import ReleaseError, SmarsError
+from .flags import FlagStore
+from .fleet import FleetManifest
+from .log import Log
+from .metrics import Metrics, Snapshot, render
+from .orders import Intake, OrderPort
+from .release import Release, load_release, tree_dir
+from .state import ACTIVE, KILLED, OPEN, PAUSED, State
+from .strategies import discover
+from .venue_link import VenueLink
+
+__all__ = ["Node"]
+
+TOKEN_ENV = "SMARS_ADMIN_TOKEN"
+
+_SUMMARY_INTERVAL_S = 5.0
+_CLOSE_CLIENTS_S = 0.5
+_ADMIN_IDLE_S = 1.0
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Node:
+    def __init__(self, config: Config, argv: list[str], log: Log | None = None) -> None:
+        self.config = config
+        self._argv = list(argv)  # given again to the re-executed process
+        self.log = log or Log(config.node)
+        self.release: Release = load_release(tree_dir())
+        self._strategy_classes = discover()
+        if "sor" not in self._strategy_classes:
+            raise ReleaseError(f"{self.release.path}: no sor strategy in smars/strategies")
+        self.metrics = Metrics()
+        self.state = State(config.state_path)
+        self.flags = FlagStore(config.flags_path, self.release.flags)
+        self.fleet = FleetManifest(config.fleet_path)
+        self.config_hash = config.config_hash()
+        self.started_at = _now()
+        self._stop: asyncio.Future[str] | None = None
+        self._switch: asyncio.Task[None] | None = None
+        self._summary_total = 0
+
+    # Startup and shutdown.
+
+    async def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (or until a release switch replaces this process)."""
+        self.loop = loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        self._build(loop)
+        self._check_release()
+        self._load_state()
+        self.reload()
+        order_sock, admin_sock = self._listening_sockets()
+        self.orders = OrderPort(loop, order_sock, self.intake, self._internal_error)
+        await self.orders.start()
+        self.admin = AdminServer(
+            sock=admin_sock,
+            loop=loop,
+            routes=self._routes(),
+            token=os.environ.get(TOKEN_ENV),
+            log=self.log,
+        )
+        self.admin.start()
+        self.venue.start()
+        self._install_signals()
+        self._write_pid()
+        self.log.info(
+            "listening",
+            bind=self.config.bind,
+            order_port=self.orders.port,
+            admin_port=self.admin.port,
+        )
+        self.log.info("started", **self._identity(), pid=os.getpid(), **self._switches())
+        if not os.environ.get(TOKEN_ENV):
+            self.log.warning("admin_token_missing", detail="every POST will be refused")
+        loop.call_later(_SUMMARY_INTERVAL_S, self._summarise_rejects)
+        why = await self._stop
+        await self._shutdown(why)
+        return 0
+
+    def _build(self, loop: asyncio.AbstractEventLoop) -> None:
+        config = self.config
+        self.egress = Egress(self.state)
+        self.book = Book(
+            loop=loop,
+            egress=self.egress,
+            strategies=self._strategy_classes,
+            slice_qty=config.slice_qty,
+            peg_interval_s=config.peg_interval_ms / 1000,
+            peg_max_children_per_s=config.peg_max_children_per_s,
+        )
+        self.intake = Intake(
+            book=self.book,
+            egress=self.egress,
+            state=self.state,
+            metrics=self.metrics,
+            max_working=config.max_working,
+        )
+        self.venue = VenueLink(
+            loop=loop,
+            address=config.venue_address,
+            hello=wire.hello(config.node, self.release.version, self.release.tree),
+            book=self.book,
+            on_up=self.egress.attach,
+            on_down=self._venue_lost,
+            log=self.log,
+        )
+
+    def _check_release(self) -> None:
+        present = set(self._strategy_classes)
+        declared = set(self.release.strategies)
+        if present != declared:
+            self._error(
+                "release",
+                "release_strategies_mismatch",
+                declared=sorted(declared),
+                present=sorted(present),
+            )
+        for flag, meaning in self.release.flags.items():
+            if meaning not in present:
+                self._error("release", "flag_without_strategy", flag=flag, code_meaning=meaning)
+
+    def _load_state(self) -> None:
+        self.state.load()
+        if self.state.error:
+            self._error("state", "state_unreadable", error=self.state.error, trading=KILLED)
+
+    def _listening_sockets(self) -> tuple[socket.socket, socket.socket]:
+        inherited = switch.inherited_fds()
+        return (
+            self._listen("order", inherited.get("order"), self.config.order_port),
+            self._listen("admin", inherited.get("admin"), self.config.admin_port),
+        )
+
+    def _listen(self, name: str, fd: int | None, port: int) -> socket.socket:
+        if fd is not None:
+            try:
+                sock = socket.socket(fileno=fd)
+                os.set_inheritable(fd, False)
+                self.log.info("socket_inherited", socket=name, fd=fd)
+                return sock
+            except OSError as e:
+                self._error("inherit", "socket_inherit_failed", socket=name, fd=fd, error=str(e))
+        bind = self.config.bind
+        family = socket.AF_INET6 if ":" in bind else socket.AF_INET
+        try:
+            return socket.create_server((bind, port), family=family, backlog=1024)
+        except OSError as e:
+            raise SmarsError(f"cannot listen on {bind}:{port} ({name} port): {e}") from None
+
+    def _install_signals(self) -> None:
+        loop = self.loop
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        loop.add_signal_handler(signal.SIGUSR2, self._on_sigusr2)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop, sig.name)
+        # A previous process blocks these before its re-exec so that none lands on us before
+        # we can handle it; pending ones are delivered now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, switch.SIGNALS)
+
+    def _write_pid(self) -> None:
+        path = Path(self.config.pid_path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(f"{os.getpid()}\n")
+            os.replace(tmp, path)
+        except OSError as e:
+            self._error("pidfile", "pidfile_failed", path=str(path), error=str(e))
+
+    def stop(self, why: str = "stop") -> None:
+        if self._stop is not None and not self._stop.done():
+            self._stop.set_result(why)
+
+    async def _shutdown(self, why: str) -> None:
+        self.log.info("stopping", reason=why)
+        cancelled = self.book.cancel_all("shutdown")
+        await self.orders.close_sessions(_CLOSE_CLIENTS_S)
+        self.orders.close()
+        self.venue.stop()
+        await self.loop.run_in_executor(None, self.admin.stop_serving)
+        path = Path(self.config.pid_path)
+        try:
+            if path.read_text().strip() == str(os.getpid()):
+                path.unlink()
+        except OSError:
+            pass
+        self.log.info("stopped", cancelled=cancelled)
+
+    # Flags, venue, errors.
+
+    def reload(self) -> dict[str, Any]:
+        """Re-read the flags (keeping the last good ones on error) and the fleet manifest."""
+        if self.flags.load():
+            self.log.info("flags_loaded", flags=self.flags.snapshot())
+        else:
+            self.metrics.flag_errors += 1
+            self.log.error("flags_error", error=self.flags.error)
+        for flag in self.flags.mismatches():
+            # Reported, not refused: refusing is the flag-registry guard's job.
+            self._error(
+                "flag_meaning",
+                "flag_meaning_mismatch",
+                flag=flag.name,
+                value=flag.value,
+                meaning=flag.meaning,
+                code_meaning=self.flags.code_meaning(flag.name),
+            )
+        route = self.flags.strategy_for_rlp(self.book.strategies)
+        routed_to = route or "sor"
+        if routed_to != self.intake.rlp.NAME:
+            self.log.info("rlp_route", strategy=routed_to)
+        self.intake.route_rlp_to(route)
+        if not self.fleet.load():
+            self._error("fleet_manifest", "fleet_manifest_unreadable", error=self.fleet.error)
+        return {"flags": self.flags.snapshot(), "flags_error": self.flags.error}
+
+    def _venue_lost(self, closed_by_us: bool) -> None:
+        cancelled = self.book.on_venue_lost(self.egress.detach())
+        if closed_by_us:
+            self.log.info("venue_closed", cancelled=cancelled)
+        else:
+            self.log.error("venue_lost", cancelled=cancelled)
+
+    def _error(self, kind: str, event: str, **fields: Any) -> None:
+        self.metrics.errors[kind] += 1
+        self.log.error(event, **fields)
+
+    def _internal_error(self, e: Exception) -> None:
+        self.metrics.errors["internal"] += 1
+        self.log.throttled("error", "internal_error", where="orders", error=repr(e))
+
+    def _summarise_rejects(self) -> None:
+        """One log line for all the rejects of the last interval, never one per order."""
+        rejects = self.metrics.rejects
+        total = sum(rejects.values())
+        if total != self._summary_total:
+            self._summary_total = total
+            self.log.info("rejects", totals={k: n for k, n in rejects.items() if n})
+        self.loop.call_later(_SUMMARY_INTERVAL_S, self._summarise_rejects)
+
+    # Signals.
+
+    def _on_sighup(self) -> None:
+        self.log.info("reload", trigger="SIGHUP")
+        self.reload()
+
+    def _on_sigusr2(self) -> None:
+        if self._switch is not None and not self._switch.done():
+            self.log.warning("switch_ignored", reason="a switch is in progress")
+            return
+        self._switch = self.loop.create_task(self.switch_release())
+
+    # Release switch.
+
+    async def switch_release(self) -> None:
+        """Pause intake for the moment, let sor/rlp parents settle (bounded), cancel the rest,
+        close client connections cleanly, and re-execute from the current release link."""
+        target = os.path.realpath(self.config.current_path)
+        problem = switch.unrunnable(target)
+        if problem:
+            self._error("switch", "switch_refused", target=target, error=problem)
+            return
+        self.state.switching = True
+        self.log.info("switch_begin", target=target, working=len(self.book.working))
+        try:
+            settled = await self._drain(self.config.drain_timeout_s)
+            cancelled = self.book.cancel_all("restart")
+            await self.orders.close_sessions(_CLOSE_CLIENTS_S)
+            self.venue.stop()
+            await self.loop.run_in_executor(None, self.admin.stop_serving)
+            await self._admin_idle(_ADMIN_IDLE_S)
+            if self._stop is not None and self._stop.done():
+                return  # asked to stop meanwhile: shut down instead of switching
+            self.log.info("switch_exec", target=target, settled=settled, cancelled=cancelled)
+            fds = {"order": self.orders.sock.fileno(), "admin": self.admin.sock.fileno()}
+            switch.reexec(target, self._argv, fds)
+        except Exception as e:
+            self._error("switch", "switch_failed", target=target, error=repr(e))
+            self.state.switching = False
+            if self._stop is None or not self._stop.done():
+                self.admin.start()
+                self.venue.start()
+
+    async def _drain(self, timeout_s: float) -> bool:
+        deadline = self.loop.time() + timeout_s
+        while self.book.settling():
+            if self.loop.time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def _admin_idle(self, timeout_s: float) -> None:
+        deadline = self.loop.time() + timeout_s
+        while self.admin.active and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    # Admin API (every action runs on the event loop).
+
+    def _routes(self) -> dict[str, Route]:
+        return {
+            "/health": Route("GET", self.health),
+            "/version": Route("GET", self.version),
+            "/metrics": Route("GET", self.metrics_text),
+            "/kill": Route("POST", self.kill),
+            "/resume": Route("POST", self.resume),
+            "/intake/pause": Route("POST", lambda: self._set_intake(PAUSED)),
+            "/intake/resume": Route("POST", lambda: self._set_intake(OPEN)),
+            "/reload": Route("POST", lambda: Reply(200, self._reload_from_admin())),
+        }
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "node": self.config.node,
+            "release": self.release.version,
+            "tree": self.release.tree,
+            "config_hash": self.config_hash,
+            "strategies": sorted(self.book.strategies),
+        }
+
+    def _switches(self) -> dict[str, str]:
+        return {"trading": self.state.trading, "intake": self.state.effective_intake}
+
+    def health(self) -> Reply:
+        up = self.egress.connected
+        body = {
+            "status": "ok" if up else "unavailable",
+            "venue": "connected" if up else "disconnected",
+            **self._switches(),
+        }
+        return Reply(200 if up else 503, body)
+
+    def version(self) -> Reply:
+        return Reply(
+            200,
+            {
+                **self._identity(),
+                "flags": self.flags.snapshot(),
+                "flags_error": self.flags.error,
+                "fleet": self.fleet.status(self.release.tree),
+                **self._switches(),
+                "pid": os.getpid(),
+                "started_at": self.started_at,
+            },
+        )
+
+    def metrics_text(self) -> Reply:
+        counts = self.book.counts
+        snapshot = Snapshot(
+            node=self.config.node,
+            release=self.release.version,
+            tree=self.release.tree,
+            acked=self.metrics.acked,
+            rejects=dict(self.metrics.rejects),
+            children={
+                **dict.fromkeys(self.book.strategies, 0),
+                **self.egress.children_sent,
+            },
+            executions=counts.executions,
+            shares=counts.shares,
+            overfill_shares=counts.overfill_shares,
+            working=len(self.book.working),
+            trading_active=not self.state.killed,
+            intake_open=self.state.accepting,
+            venue_connected=self.egress.connected,
+            flags=self.flags.snapshot(),
+            flag_errors=self.metrics.flag_errors,
+            errors=dict(Counter(self.metrics.errors) + counts.errors),
+        )
+        return Reply(200, render(snapshot))
+
+    def kill(self) -> Reply:
+        """Kill switch on: the egress refuses from now on, every working parent is cancelled."""
+        persisted = self._persist(trading=KILLED)
+        cancelled = self.book.cancel_all("killed")
+        self.log.warning("kill_switch", trading=KILLED, cancelled=cancelled, persisted=persisted)
+        return Reply(200, {"trading": KILLED, "cancelled": cancelled, "persisted": persisted})
+
+    def resume(self) -> Reply:
+        persisted = self._persist(trading=ACTIVE)
+        self.log.warning("kill_switch", trading=ACTIVE, persisted=persisted)
+        return Reply(200, {"trading": ACTIVE, "persisted": persisted})
+
+    def _set_intake(self, intake: str) -> Reply:
+        persisted = self._persist(intake=intake)
+        self.log.info("intake", intake=intake, persisted=persisted)
+        return Reply(200, {"intake": intake, "persisted": persisted})
+
+    def _reload_from_admin(self) -> dict[str, Any]:
+        self.log.info("reload", trigger="admin")
+        return {**self.reload(), "fleet": self.fleet.status(self.release.tree)}
+
+    def _persist(self, **change: str) -> bool:
+        try:
+            self.state.set(**change)
+        except OSError as e:
+            self._error("state", "state_write_failed", path=str(self.state.path), error=str(e))
+            return False
+        return True

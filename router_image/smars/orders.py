@@ -1,0 +1,184 @@
+"""The order port: client connections, the checks every parent order passes (kill switch,
+intake, venue, duplicates, load) and the routing to a strategy. Each read is processed whole
+and answered with one write."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import wire
+from .strategies import Strategy
+
+if TYPE_CHECKING:
+    from .book import Book
+    from .egress import Egress
+    from .metrics import Metrics
+    from .state import State
+
+__all__ = ["Intake", "OrderPort", "OrderSession"]
+
+
+class Intake:
+    """Turns one order line into an ack (and a working parent) or a reject."""
+
+    def __init__(
+        self, *, book: Book, egress: Egress, state: State, metrics: Metrics, max_working: int
+    ) -> None:
+        self._book = book
+        self._egress = egress
+        self._state = state
+        self._metrics = metrics
+        self._max_working = max_working
+        self.sor: Strategy = book.strategies["sor"]
+        # Where RLP orders go: the strategy an enabled flag means in this code, else sor.
+        self.rlp: Strategy = self.sor
+
+    def route_rlp_to(self, name: str | None) -> None:
+        self.rlp = self._book.strategies[name] if name else self.sor
+
+    def submit(self, line: bytes | None, client: wire.Outbox) -> None:
+        if line is None:
+            self._reject(client, None, "malformed", f"line longer than {wire.MAX_LINE} bytes")
+            return
+        try:
+            order = wire.parse_order(line)
+        except wire.Rejected as r:
+            self._reject(client, r.order_id, r.reason, r.detail)
+            return
+        refusal = self._refusal(order)
+        if refusal:
+            self._reject(client, order.id, refusal)
+            return
+        self._metrics.acked += 1
+        client.add(wire.ack(order.id))  # before any fill or cancel the strategy may cause
+        self._book.open(order, self.rlp if order.rlp else self.sor, client)
+
+    def _refusal(self, order: wire.Order) -> str | None:
+        state = self._state
+        if state.killed:
+            return "killed"
+        if not state.accepting:
+            return "intake_paused"
+        if not self._egress.connected:
+            return "venue_down"
+        working = self._book.working
+        if order.id in working:
+            return "duplicate"
+        if len(working) >= self._max_working:
+            return "overloaded"
+        return None
+
+    def _reject(
+        self, client: wire.Outbox, order_id: str | None, reason: str, detail: str | None = None
+    ) -> None:
+        self._metrics.rejects[reason] += 1
+        client.add(wire.reject(order_id, reason, detail))
+
+
+class OrderSession(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, port: OrderPort) -> None:
+        self._port = port
+        self._lines = wire.LineBuffer()
+        self._transport: asyncio.Transport | None = None
+        self.outbox: wire.Outbox | None = None
+        self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        wire.no_delay(transport)
+        self._transport = transport
+        self.outbox = wire.Outbox(self._port.loop, transport)
+        self._port.sessions.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        outbox = self.outbox
+        if self.closing or outbox is None:
+            return  # the router is re-executing: nothing more is answered on this connection
+        submit = self._port.intake.submit
+        outbox.hold()
+        try:
+            for line in self._lines.feed(data):
+                try:
+                    submit(line, outbox)
+                except Exception as e:  # a bug must not cost the client its connection
+                    self._port.internal_error(e)
+        finally:
+            outbox.flush()
+
+    def eof_received(self) -> bool:
+        # The client hung up (a half-close cannot be told from a close, and keeping every
+        # such connection open for fills that may never come would leak them): close ours.
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
+        self._port.sessions.discard(self)
+
+    def pause_writing(self) -> None:
+        # The client does not read its answers: stop reading its orders until it does.
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.resume_reading()
+
+    def close_gracefully(self) -> None:
+        """Flush, send EOF, answer nothing more (before a re-exec)."""
+        self.closing = True
+        transport = self._transport
+        if self.outbox is not None:
+            self.outbox.flush()
+            self.outbox.close()
+        if transport is not None and not transport.is_closing():
+            if transport.can_write_eof():
+                transport.write_eof()  # the client reads to the end, then hangs up
+            else:
+                transport.close()  # after writing what is buffered
+
+
+class OrderPort:
+    """The listening socket of the order port and its sessions."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        intake: Intake,
+        on_error: Callable[[Exception], None],
+    ) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.intake = intake
+        self.internal_error = on_error
+        self.sessions: set[OrderSession] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await self.loop.create_server(
+            lambda: OrderSession(self), sock=self.sock, backlog=1024
+        )
+
+    async def close_sessions(self, timeout_s: float) -> None:
+        """Let every client read its last answers and close, within `timeout_s`."""
+        for session in list(self.sessions):
+            session.close_gracefully()
+        deadline = self.loop.time() + timeout_s
+        while self.sessions and self.loop.time() < deadline:
+            await asyncio.sleep(0.01)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for session in list(self.sessions):
+            session.close_gracefully()

@@ -1,0 +1,308 @@
+"""Bytes on the wire (docs/protocol.md): newline framing with the 4096-byte line limit, writes
+batched per event, strict validation of client orders and venue messages, and the encoders of
+every message the router sends. Nothing here raises on hostile input except the documented
+rejections."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import socket
+from typing import Any, cast
+
+__all__ = [
+    "EXEC",
+    "MAX_LINE",
+    "REJECT",
+    "RETRY_REASONS",
+    "LineBuffer",
+    "Order",
+    "Outbox",
+    "Rejected",
+    "VenueMessageError",
+    "ack",
+    "cancelled",
+    "child",
+    "fill",
+    "hello",
+    "no_delay",
+    "parse_order",
+    "parse_venue",
+    "reject",
+]
+
+MAX_LINE = 4096  # bytes per line, the newline included
+
+RETRY_REASONS = frozenset({"intake_paused", "venue_down", "overloaded"})
+
+_ID = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
+_SYMBOL = re.compile(r"[A-Z]{1,8}")
+_FIELDS = frozenset({"type", "id", "symbol", "side", "qty", "rlp"})
+_REQUIRED = ("type", "id", "symbol", "side", "qty")
+_SIDES = frozenset({"buy", "sell"})
+_MAX_QTY = 1_000_000
+_DETAIL_MAX = 80
+
+
+class LineBuffer:
+    """Splits a byte stream into lines; a line longer than the limit comes out as None, once,
+    and the rest of it is dropped as it arrives (never buffered)."""
+
+    __slots__ = ("_discarding", "_limit", "_partial")
+
+    def __init__(self, limit: int = MAX_LINE) -> None:
+        self._limit = limit
+        self._partial = b""
+        self._discarding = False
+
+    def feed(self, data: bytes) -> list[bytes | None]:
+        if self._discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                return []
+            data = data[end + 1 :]
+            self._discarding = False
+        if self._partial:
+            data = self._partial + data
+        pieces = data.split(b"\n")
+        partial = pieces.pop()
+        limit = self._limit
+        # A line of `limit` bytes plus its newline is one byte too many.
+        if pieces and max(map(len, pieces)) >= limit:
+            lines = [None if len(line) >= limit else line for line in pieces]
+        else:
+            lines = cast("list[bytes | None]", pieces)
+        if len(partial) >= limit:
+            lines.append(None)
+            self._discarding = True
+            partial = b""
+        self._partial = partial
+        return lines
+
+
+def no_delay(transport: asyncio.BaseTransport) -> None:
+    """Send small answers at once. asyncio only does this for sockets whose proto is TCP, and
+    sockets accepted from socket.create_server (or inherited) have proto 0."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Outbox:
+    """Collects the lines for one transport and writes them in one call: at the end of the
+    event that produced them (`hold` ... `flush`), or at the next turn of the loop."""
+
+    __slots__ = ("_held", "_lines", "_loop", "_scheduled", "_transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, transport: asyncio.WriteTransport) -> None:
+        self._loop = loop
+        self._transport: asyncio.WriteTransport | None = transport
+        self._lines: list[bytes] = []
+        self._held = False
+        self._scheduled = False
+
+    @property
+    def open(self) -> bool:
+        return self._transport is not None
+
+    def add(self, line: bytes) -> None:
+        if self._transport is None:
+            return  # the peer went away: its messages are dropped, not queued
+        self._lines.append(line)
+        if not self._held and not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush_soon)
+
+    def hold(self) -> None:
+        """Keep what is added until `flush`: the caller writes once at the end of its event."""
+        self._held = True
+
+    def flush(self) -> None:
+        self._held = False
+        lines = self._lines
+        if not lines:
+            return
+        transport = self._transport
+        if transport is not None and not transport.is_closing():
+            transport.write(lines[0] if len(lines) == 1 else b"".join(lines))
+        lines.clear()
+
+    def close(self) -> None:
+        """Drop everything from now on (the connection is gone or closing)."""
+        self._transport = None
+        self._lines.clear()
+
+    def _flush_soon(self) -> None:
+        self._scheduled = False
+        if not self._held:
+            self.flush()
+
+
+class Order:
+    """A validated parent order from a client."""
+
+    __slots__ = ("id", "qty", "rlp", "side", "symbol")
+
+    def __init__(self, order_id: str, symbol: str, side: str, qty: int, rlp: bool) -> None:
+        self.id = order_id
+        self.symbol = symbol
+        self.side = side
+        self.qty = qty
+        self.rlp = rlp
+
+
+class Rejected(Exception):
+    """An order line the router refuses; `order_id` is None when the id could not be read."""
+
+    def __init__(self, reason: str, detail: str | None = None, order_id: str | None = None) -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+        self.order_id = order_id
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# One decoder for all order lines: json.loads with an option builds a new one per call.
+_ORDER_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+
+
+def _load_line(line: bytes) -> Any:
+    """JSON value of one line, or Rejected("malformed"); deep nesting is caught here too."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise Rejected("malformed", "not UTF-8") from None
+    try:
+        return _ORDER_DECODER.decode(text)
+    except RecursionError:
+        raise Rejected("malformed", "nested too deep") from None
+    except ValueError:
+        raise Rejected("malformed", "not JSON") from None
+
+
+def _invalid(field: str, order_id: str | None, why: str = "") -> Rejected:
+    detail = f"{field}: {why}" if why else field
+    return Rejected("invalid", detail[:_DETAIL_MAX], order_id)
+
+
+def parse_order(line: bytes) -> Order:
+    """Validate one order line (without its newline) per the protocol, or raise Rejected."""
+    doc = _load_line(line)
+    if type(doc) is not dict:
+        raise Rejected("malformed", "not an object")
+    order_id = doc.get("id")
+    if type(order_id) is not str or not _ID.fullmatch(order_id):
+        order_id = None
+    keys = doc.keys()
+    if not keys <= _FIELDS:
+        unknown = min(k for k in keys if k not in _FIELDS)
+        raise _invalid(f"unknown field {unknown!r}", order_id)
+    for name in _REQUIRED:
+        if name not in doc:
+            raise _invalid(name, order_id, "missing")
+    if doc["type"] != "order":
+        raise _invalid("type", order_id, 'expected "order"')
+    if order_id is None:
+        raise _invalid("id", None, "expected 1-64 of A-Z a-z 0-9 _ . : -")
+    symbol = doc["symbol"]
+    if type(symbol) is not str or not _SYMBOL.fullmatch(symbol):
+        raise _invalid("symbol", order_id, "expected 1-8 of A-Z")
+    side = doc["side"]
+    if type(side) is not str or side not in _SIDES:
+        raise _invalid("side", order_id, 'expected "buy" or "sell"')
+    qty = doc["qty"]
+    if type(qty) is not int or not 1 <= qty <= _MAX_QTY:
+        raise _invalid("qty", order_id, f"expected an integer 1..{_MAX_QTY}")
+    rlp = doc.get("rlp", False)
+    if type(rlp) is not bool:
+        raise _invalid("rlp", order_id, "expected a boolean")
+    return Order(order_id, symbol, side, qty, rlp)
+
+
+# Encoders. Ids and symbols were validated to need no JSON escaping, so the hot messages are
+# formatted directly; the rare ones go through json.dumps.
+
+
+def ack(order_id: str) -> bytes:
+    return b'{"type":"ack","id":"%s"}\n' % order_id.encode()
+
+
+def fill(order_id: str, qty: int, price: float, cum: int, leaves: int) -> bytes:
+    return (
+        f'{{"type":"fill","id":"{order_id}","qty":{qty},"price":{price!r},'
+        f'"cum":{cum},"leaves":{leaves}}}\n'
+    ).encode()
+
+
+def _dumps(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, separators=(",", ":")) + "\n").encode()
+
+
+def reject(order_id: str | None, reason: str, detail: str | None = None) -> bytes:
+    doc: dict[str, Any] = {
+        "type": "reject",
+        "id": order_id,
+        "reason": reason,
+        "retry": reason in RETRY_REASONS,
+    }
+    if detail:
+        doc["detail"] = detail
+    return _dumps(doc)
+
+
+def cancelled(order_id: str, cum: int, reason: str) -> bytes:
+    return _dumps({"type": "cancelled", "id": order_id, "cum": cum, "reason": reason})
+
+
+def hello(node: str, release: str, tree: str) -> bytes:
+    return _dumps({"type": "hello", "node": node, "release": release, "tree": tree})
+
+
+def child(
+    child_id: int, parent_id: str, pqty: int, symbol: str, side: str, qty: int, strategy: str
+) -> bytes:
+    return (
+        f'{{"type":"child","id":{child_id},"parent":"{parent_id}","pqty":{pqty},'
+        f'"symbol":"{symbol}","side":"{side}","qty":{qty},"strategy":"{strategy}"}}\n'
+    ).encode()
+
+
+# Venue -> router.
+
+EXEC = "exec"
+REJECT = "reject"
+
+
+class VenueMessageError(ValueError):
+    """A line from the venue that is not a well-formed exec or reject."""
+
+
+def parse_venue(line: bytes) -> tuple[str, int, int, float] | tuple[str, int, str]:
+    """("exec", child id, qty, price) or ("reject", child id, reason)."""
+    try:
+        doc = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise VenueMessageError("not JSON") from None
+    if type(doc) is not dict:
+        raise VenueMessageError("not an object")
+    kind = doc.get("type")
+    child_id = doc.get("id")
+    if type(child_id) is not int:
+        raise VenueMessageError("id: expected an integer")
+    if kind == EXEC:
+        qty = doc.get("qty")
+        price = doc.get("price")
+        if type(qty) is not int or qty <= 0:
+            raise VenueMessageError("qty: expected a positive integer")
+        if type(price) not in (int, float) or not math.isfinite(price):
+            raise VenueMessageError("price: expected a finite number")
+        return EXEC, child_id, qty, price
+    if kind == REJECT:
+        reason = doc.get("reason")
+        return REJECT, child_id, reason if type(reason) is str else "unknown"
+    raise VenueMessageError(f"type: unexpected {str(kind)[:20]!r}")

@@ -1,0 +1,130 @@
+"""The identity of the running code: tree hash and the strategy registry."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from router_fixtures import SOURCE, make_release
+from smars.errors import ReleaseError
+from smars.release import check_tree, load_release, tree_hash
+from smars.strategies import discover
+
+
+def by_hand(root: Path, files: dict[str, bytes]) -> str:
+    """sha256sum's listing, sorted bytewise, hashed: what protocol.md defines."""
+    lines = [
+        f"{hashlib.sha256(files[p]).hexdigest()}  {p}\n"
+        for p in sorted(files, key=lambda p: p.encode())
+    ]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def build(root: Path, files: dict[str, bytes]) -> None:
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+FILES = {
+    "release.json": b'{"version": "1.0.0"}\n',
+    "smars/__init__.py": b"",
+    "smars/a.b.py": b"dots sort before slashes\n",
+    "smars/a/b.py": b"x = 1\n",
+    "smars/Z.py": b"capitals sort first\n",
+    "smars/strategies/sor.py": b"NAME = 'sor'\n",
+}
+
+
+def test_tree_hash_matches_a_hand_computation(tmp_path):
+    build(tmp_path, FILES)
+    assert tree_hash(tmp_path) == by_hand(tmp_path, FILES)
+
+
+def test_tree_hash_ignores_bytecode_and_symlinks(tmp_path):
+    build(tmp_path, FILES)
+    before = tree_hash(tmp_path)
+    build(tmp_path, {"smars/__pycache__/a.cpython-311.pyc": b"\0", "smars/stray.pyc": b"\0"})
+    (tmp_path / "smars" / "link.py").symlink_to(tmp_path / "smars" / "Z.py")
+    assert tree_hash(tmp_path) == before
+
+
+def test_tree_hash_changes_with_any_byte_or_name(tmp_path):
+    build(tmp_path, FILES)
+    before = tree_hash(tmp_path)
+    (tmp_path / "smars" / "a" / "b.py").write_bytes(b"x = 2\n")
+    changed = tree_hash(tmp_path)
+    assert changed != before
+    os.rename(tmp_path / "smars" / "Z.py", tmp_path / "smars" / "Y.py")
+    assert tree_hash(tmp_path) != changed
+
+
+def test_tree_hash_agrees_with_sha256sum(tmp_path):
+    build(tmp_path, FILES)
+    listing = subprocess.run(
+        "find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs sha256sum",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert tree_hash(tmp_path) == hashlib.sha256(listing).hexdigest()
+
+
+def test_load_release_reads_release_json_and_hashes_the_tree(tmp_path):
+    tree = make_release(tmp_path, "8.0.1", ("sor", "rlp"), {"rlp_enable": "rlp"})
+    release = load_release(tree)
+    assert (release.version, release.strategies, dict(release.flags)) == (
+        "8.0.1",
+        ("sor", "rlp"),
+        {"rlp_enable": "rlp"},
+    )
+    assert release.tree == tree_hash(tree)
+    assert check_tree(tree) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [None, "not json", "[]", '{"strategies": []}', '{"version": "1", "strategies": "sor"}'],
+)
+def test_a_broken_release_json_is_a_release_error(tmp_path, content):
+    if content is not None:
+        (tmp_path / "release.json").write_text(content)
+    with pytest.raises(ReleaseError):
+        load_release(tmp_path)
+
+
+def test_a_directory_without_the_package_cannot_be_switched_to(tmp_path):
+    (tmp_path / "release.json").write_text(json.dumps({"version": "1", "strategies": []}))
+    assert "smars/__main__.py" in check_tree(tmp_path)
+
+
+def test_the_registry_finds_every_strategy_module_of_the_source():
+    assert sorted(discover()) == ["power_peg", "rlp", "sor"]
+
+
+@pytest.mark.parametrize(
+    ("strategies", "expected"),
+    [(("sor", "power_peg"), ["power_peg", "sor"]), (("sor", "rlp"), ["rlp", "sor"])],
+)
+def test_the_registry_works_with_strategy_modules_absent(tmp_path, strategies, expected):
+    tree = make_release(tmp_path, "x", strategies, {})
+    code = "import json, smars.strategies as s; print(json.dumps(sorted(s.discover())))"
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", code],
+        env=dict(os.environ, PYTHONPATH=str(tree)),
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert json.loads(out) == expected
+
+
+def test_the_source_tree_is_a_package_of_one_file_per_concern():
+    assert (SOURCE / "__main__.py").is_file()
+    assert (SOURCE / "egress.py").is_file()
