@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .errors import KnightError
 from .lab import Lab
 from .load import LoadSpec, run_echo, run_load
 
@@ -31,55 +32,74 @@ GOALS = {
 
 ROUNDS = 3
 
-
-def _median(measure: Callable[[], float], say: Progress, label: str) -> float:
-    values = []
-    for i in range(ROUNDS):
-        values.append(measure())
-        say(f"{label} round {i + 1}/{ROUNDS}: {values[-1]:,.0f}")
-    return statistics.median(values)
-
-
 #: Orders in flight per router in the throughput runs: deep enough that a lone router is bound by
-#: its own CPU rather than by round trips (at 256 it waits on the network half the time).
+#: its own CPU rather than by round trips (at 256 it waits on the network half of the time).
 WINDOW = 4096
 
 
-def lab_figures(lab: Lab, say: Progress, orders: int = 100_000) -> dict[str, float]:
+@dataclass(frozen=True)
+class Throughput:
+    """One measured run: parent orders per second, and CPU per order of each role."""
+
+    orders_per_s: float
+    cpu_us_per_order: dict[str, float]
+
+
+def _median_run(measure: Callable[[], Throughput], say: Progress, label: str) -> Throughput:
+    runs = []
+    for i in range(ROUNDS):
+        runs.append(measure())
+        say(f"{label} {i + 1}/{ROUNDS}: {runs[-1].orders_per_s:,.0f} orders/s")
+    return sorted(runs, key=lambda r: r.orders_per_s)[len(runs) // 2]
+
+
+def _throughput(lab: Lab, nodes: tuple[str, ...], count: int) -> Throughput:
+    """Parent orders/s through `nodes`, each answered with an ack and a venue fill."""
+    engine = lab.engine
+    roles = {"router": [engine.get(lab.settings.container(n)) for n in nodes]}
+    roles["venue"] = [engine.get(lab.settings.container("venue"))]
+    roles["load generator"] = [lab.client_container()]
+
+    def cpu() -> dict[str, float]:
+        return {role: sum(engine.cpu_seconds(c) for c in cs) for role, cs in roles.items()}
+
+    lab.venue_admin().post("/reset", {})
+    before = cpu()
+    spec = LoadSpec(nodes=nodes, rate=0, count=count, duration_s=None, drain_s=10, window=WINDOW)
+    result = run_load(lab, spec)
+    after = cpu()
+    if result.unanswered or result.filled != result.sent:
+        raise KnightError(f"bench: orders went unfilled: {result.raw}")
+    per_order = {r: round((after[r] - before[r]) / result.filled * 1e6, 1) for r in roles}
+    return Throughput(result.orders_per_s, per_order)
+
+
+def lab_figures(lab: Lab, say: Progress, orders: int = 100_000) -> dict[str, Any]:
     """Throughput of one router and of the fleet, beside the echo floor; and lab start time."""
-    figures: dict[str, float] = {}
+    figures: dict[str, Any] = {}
     lab.down()
     started = time.monotonic()
     lab.up()
     figures["lab_up_s"] = round(time.monotonic() - started, 2)
     say(f"lab up in {figures['lab_up_s']}s")
 
-    def echo() -> float:
-        return float(run_echo(lab, count=orders * 2, window=WINDOW)["echo_msgs_per_s"])
-
-    def load(nodes: tuple[str, ...], count: int) -> Callable[[], float]:
-        def once() -> float:
-            lab.venue_admin().post("/reset", {})
-            result = run_load(
-                lab, LoadSpec(nodes=nodes, rate=0, count=count, duration_s=None, drain_s=10, window=WINDOW)
-            )
-            if result.unanswered or result.filled != result.sent:
-                raise RuntimeError(f"bench load lost orders: {result.raw}")
-            return result.orders_per_s
-
-        return once
-
-    figures["echo_floor_msgs_per_s"] = round(_median(echo, say, "echo floor"))
-    figures["router_orders_per_s"] = round(_median(load(("smars-1",), orders), say, "one router"))
-    figures["fleet_orders_per_s"] = round(
-        _median(load(tuple(lab.settings.node_names), orders), say, "fleet")
+    echo = []
+    for i in range(ROUNDS):
+        echo.append(float(run_echo(lab, count=orders * 2, window=WINDOW)["echo_msgs_per_s"]))
+        say(f"echo floor {i + 1}/{ROUNDS}: {echo[-1]:,.0f} msgs/s")
+    one = _median_run(lambda: _throughput(lab, ("smars-1",), orders), say, "one router")
+    fleet = _median_run(
+        lambda: _throughput(lab, tuple(lab.settings.node_names), orders), say, "fleet"
     )
-    figures["router_to_floor_ratio"] = round(
-        figures["router_orders_per_s"] / figures["echo_floor_msgs_per_s"], 3
-    )
-    figures["fleet_scaling"] = round(
-        figures["fleet_orders_per_s"] / figures["router_orders_per_s"], 3
-    )
+    figures["echo_floor_msgs_per_s"] = round(sorted(echo)[len(echo) // 2])
+    figures["router_orders_per_s"] = round(one.orders_per_s)
+    figures["fleet_orders_per_s"] = round(fleet.orders_per_s)
+    figures["router_to_floor_ratio"] = round(one.orders_per_s / figures["echo_floor_msgs_per_s"], 3)
+    figures["fleet_scaling"] = round(fleet.orders_per_s / one.orders_per_s, 3)
+    # Where the CPU goes: one router is bound by its own core, the fleet by all roles together.
+    figures["cpu_us_per_order_one_router"] = one.cpu_us_per_order
+    figures["cpu_us_per_order_fleet"] = fleet.cpu_us_per_order
+    figures["load_window"] = WINDOW
     lab.venue_admin().post("/reset", {})
     return figures
 

@@ -7,6 +7,7 @@ ends in one line and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -24,7 +25,8 @@ from .errors import KnightError
 
 __all__ = ["main"]
 
-out = Console()
+# Piped output (CI logs, `| less`) gets a width wide enough for the status table.
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140)
 err = Console(stderr=True)
 
 
@@ -205,30 +207,43 @@ def lab_reset() -> None:
     _print_status(lab_.status())
 
 
+def _node_key(name: str) -> tuple[int, str]:
+    """smars-2 before smars-10."""
+    head = name.split(":")[0]
+    tail = head.rsplit("-", 1)[-1]
+    return (int(tail) if tail.isdigit() else 0, head)
+
+
+def _flag_text(name: str, flag: dict) -> str:
+    text = f"{name} {'[bold]ON[/bold]' if flag.get('value') else 'off'}"
+    code = flag.get("code_meaning")
+    if flag.get("meaning") != code:
+        # The 2012 condition: the file says one thing, the running code does another.
+        text += f" [yellow](declared {flag.get('meaning')}, code runs {code or 'nothing'})[/yellow]"
+    return text
+
+
 def _print_status(status) -> None:
     table = Table(
         "node", "state", "release", "tree", "flags", "healthy", "trading", title=f"lab {status.lab}"
     )
     for n in status.nodes:
-        flags = " ".join(
-            f"{k}={'on' if v.get('value') else 'off'}({v.get('meaning')})"
-            for k, v in sorted(n.flags.items())
-        )
+        flags = ", ".join(_flag_text(k, v) for k, v in sorted(n.flags.items()))
         table.add_row(
             n.name,
             n.state,
             n.release or "-",
             (n.tree or "-")[:12],
             flags or "-",
-            "[green]yes[/green]" if n.healthy else f"[red]no[/red] {n.error or ''}",
+            "[green]yes[/green]" if n.healthy else f"[red]no[/red] {escape(n.error or '')}",
             n.trading or "-",
         )
     out.print(table)
     v = status.venue
     out.print(
         f"venue: {v.get('state')}, {'healthy' if v.get('healthy') else 'unhealthy'}, "
-        f"messages {v.get('messages', '-')}/{v.get('cap', '-')}, executions {v.get('executions', '-')}, "
-        f"excess shares {v.get('excess_shares', '-')}"
+        f"messages {v.get('messages', '-')}/{v.get('cap', '-')}, "
+        f"executions {v.get('executions', '-')}, excess shares {v.get('excess_shares', '-')}"
     )
 
 
@@ -277,34 +292,11 @@ def load(
     if as_json:
         _emit_json(result.raw)
         return
-    table = Table(
-        "node",
-        "sent",
-        "acked",
-        "filled",
-        "rejected",
-        "cancelled",
-        "working",
-        "unanswered",
-        "excess",
-    )
-    for target, row in sorted(result.per_target.items()):
-        table.add_row(
-            target,
-            *(
-                str(row.get(k, 0))
-                for k in (
-                    "sent",
-                    "acked",
-                    "filled",
-                    "rejected",
-                    "cancelled",
-                    "working",
-                    "unanswered",
-                    "excess_shares",
-                )
-            ),
-        )
+    columns = ("sent", "acked", "filled", "rejected", "cancelled", "working", "unanswered")
+    table = Table("node", *columns, "excess shares")
+    for target, row in sorted(result.per_target.items(), key=lambda kv: _node_key(kv[0])):
+        cells = [str(row.get(k, 0)) for k in (*columns, "excess_shares")]
+        table.add_row(target.split(":")[0], *cells)
     out.print(table)
     out.print(
         f"{result.sent} sent, {result.filled} filled, {result.unanswered} unanswered, "

@@ -110,6 +110,11 @@ class Engine:
             raise LabError(f"{container.name}: port {port} is not published (is it running?)")
         return int(bindings[0]["HostPort"])
 
+    def cpu_seconds(self, container: Container) -> float:
+        """CPU time the container's processes have used so far (its cgroup's counter)."""
+        stats = self.client.api.stats(container.id, stream=False, one_shot=True)
+        return stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+
     @staticmethod
     def env_of(container: Container) -> dict[str, str]:
         pairs = (p.split("=", 1) for p in container.attrs["Config"].get("Env") or [])

@@ -66,7 +66,9 @@ def _tree_files(source: Path, release: Release) -> dict[str, bytes]:
     """Relative path under the release dir → content, for the files this release contains."""
     files: dict[str, bytes] = {"release.json": _release_json(release)}
     for path in sorted(source.rglob("*")):
-        if not path.is_file() or "__pycache__" in path.parts or path.suffix == ".pyc":
+        if path.is_symlink() or not path.is_file():
+            continue
+        if "__pycache__" in path.parts or path.suffix == ".pyc":
             continue
         rel = path.relative_to(source)
         is_strategy = (
