@@ -10,10 +10,13 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from math import floor
 from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
@@ -42,6 +45,33 @@ _LATENCY_SAMPLES = 50_000
 _RETRY_WAIT_MAX_S = 2.0
 _now = time.monotonic
 
+# The ack and fill lines exactly as a router writes them (docs/protocol.md, "Router → client"; the
+# router's wire.py: compact, in this key order), read without JSON by Target._read_plain. A line
+# that fits reads the same as through JSON: ids of these characters need no escaping, and the
+# numbers are JSON numbers (ASCII digits, no leading zero). Any other line goes through JSON.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]*")
+_ACK_HEAD = '{"type":"ack","id":"'
+_ACK_ID = len(_ACK_HEAD)  # an ack line is _ACK_HEAD + id + '"}'
+_FILL_HEAD = '{"type":"fill","id":"'
+_FILL_ID = len(_FILL_HEAD)  # a fill line is _FILL_HEAD + id + a tail that _fill_tail reads
+_INT = r"-?+(?:0|[1-9][0-9]*+)"
+_NUMBER = _INT + r"(?:\.[0-9]++)?+(?:[eE][-+]?+[0-9]++)?+"
+_fill_tail_match = re.compile(  # groups: qty, leaves
+    rf'","qty":({_INT}),"price":{_NUMBER},"cum":{_INT},"leaves":({_INT})\}}'
+).fullmatch
+# Tails repeat (a few quantities and prices): each is matched once. A bounded cache.
+_FILL_TAILS: dict[str, tuple[int, int] | tuple[()]] = {}
+_FILL_TAILS_MAX = 4096
+
+
+def _fill_tail(tail: str) -> tuple[int, int] | tuple[()]:
+    """(qty, leaves) of a plain fill line's tail, or () when the tail is not plain."""
+    m = _fill_tail_match(tail)
+    got = () if m is None else (int(m[1]), int(m[2]))
+    if len(_FILL_TAILS) < _FILL_TAILS_MAX:
+        _FILL_TAILS[tail] = got
+    return got
+
 
 @dataclass
 class Config:
@@ -69,33 +99,32 @@ class Config:
             self.prefix = f"L{os.getpid() % 4096:03x}{os.urandom(3).hex()}"
 
 
-class Parent:
-    """One parent order as the client sees it."""
+class Parents:
+    """Every parent order of the run, as the client sees it: parallel arrays indexed by the order's
+    number minus one, so an order costs a few list slots rather than an object (and the garbage
+    collector has nothing per order to walk)."""
 
-    __slots__ = (
-        "attempts",
-        "cum",
-        "epoch",
-        "id",
-        "reason",
-        "state",
-        "t_sent",
-        "tail",
-        "target",
-        "waiter",
-    )
+    __slots__ = ("by_id", "cum", "epoch", "reason", "sent_at", "state", "tail", "target", "waiter")
 
-    def __init__(self, pid: str, target: int, tail: int, t_sent: float, epoch: int) -> None:
-        self.id = pid
-        self.target = target
-        self.tail = tail  # which pre-encoded line ending (symbol, side, rlp) the order uses
-        self.t_sent = t_sent
-        self.epoch = epoch  # the target's connection the order occupies a window slot on
-        self.state = SENT
-        self.cum = 0
-        self.attempts = 1
-        self.reason: str | None = None
-        self.waiter: asyncio.Future | None = None
+    def __init__(self) -> None:
+        self.by_id: dict[str, int] = {}  # parent id -> index
+        self.state: list[int] = []  # SENT ... REJECTED
+        self.cum: list[int] = []  # shares filled
+        self.target: list[int] = []  # index of its target
+        self.tail: list[int] = []  # which pre-encoded line ending (symbol, side, rlp) it uses
+        self.sent_at: list[float] = []  # when it was last sent
+        self.epoch: list[int] = []  # the target's connection it occupies a window slot on
+        # Only for the few orders refused or cancelled, and those being retried.
+        self.reason: dict[int, str] = {}
+        self.waiter: dict[int, asyncio.Future] = {}
+
+    def add(self, k: int, target: int, epoch: int, now: float) -> None:
+        """State of k new orders (their ids and tails are added by the caller), sent now."""
+        self.state += [SENT] * k
+        self.cum += [0] * k
+        self.target += [target] * k
+        self.sent_at += [now] * k
+        self.epoch += [epoch] * k
 
 
 class _RetryAsked(Exception):
@@ -158,73 +187,173 @@ class Target(asyncio.Protocol):
     # -- answers -----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        """Account for every answer line, in order: runs of plain router answers by _read_plain,
+        each other line by _read; then, in benchmark mode, refill the window."""
         lines = self._lines.feed(data)
         if not lines:
             return
         gen = self.gen
-        parents = gen.parents
-        qty = gen.qty
         now = _now()
-        for line in lines:
-            try:
-                m = loads(line)  # type: ignore[arg-type]
-                kind = m["type"]
-                p = parents[m["id"]]
-            except (ValueError, TypeError, KeyError, RecursionError):
-                # Not ours (or not readable): nothing to account it to.
-                gen.stray += 1
-                continue
-            state = p.state
-            if kind == "fill":
-                try:
-                    q = int(m["qty"])
-                except (KeyError, TypeError, ValueError):
-                    gen.stray += 1
-                    continue
-                gen.fills += 1
-                gen.shares_filled += q
-                before = p.cum
-                after = p.cum = before + q
-                if after > qty:
-                    # Fills after the parent was filled keep counting: that is the overfill.
-                    gen.excess_shares += q if before >= qty else after - qty
-                    if before <= qty:
-                        gen.overfilled += 1
-                if state < FILLED and (after >= qty or m.get("leaves") == 0):
-                    gen.last_fill = now
-                    gen.finish(p, FILLED)
-                    if state == RETRYING:
-                        gen.wake(p, m)
-            elif kind == "ack":
-                if state == SENT:
-                    p.state = ACKED
-                    gen.acked += 1
-                    gen.working += 1
-                    self.acked += 1
-                    gen.sample_latency(now - p.t_sent)
-                elif state == RETRYING:
-                    gen.wake(p, m)
-            elif kind == "reject":
-                if state == SENT:
-                    p.reason = str(m.get("reason"))
-                    if m.get("retry") is True:
-                        gen.start_retry(p)
-                    else:
-                        gen.finish(p, REJECTED)
-                elif state == RETRYING:
-                    gen.wake(p, m)
-            elif kind == "cancelled":
-                if state < FILLED:
-                    p.reason = str(m.get("reason"))
-                    gen.finish(p, CANCELLED)
-                    if state == RETRYING:
-                        gen.wake(p, m)
-            else:
-                gen.stray += 1
+        k = 0
+        while k < len(lines):
+            if gen.fast_answers:
+                k = self._read_plain(lines, k, now)
+                if k == len(lines):
+                    break
+            self._read(lines[k], now)
+            k += 1
         if gen.refill and self.writable:
             free = gen.window - self.inflight
             if free > 0:
                 gen.send_batch(self, free, now)
+
+    def _read(self, line: str | None, now: float) -> None:
+        """Account for one answer line, read as JSON: any line."""
+        gen = self.gen
+        parents = gen.parents
+        try:
+            m = loads(line)  # type: ignore[arg-type]
+            kind = m["type"]
+            i = parents.by_id[m["id"]]
+        except (ValueError, TypeError, KeyError, RecursionError):
+            # Not ours (or not readable): nothing to account it to.
+            gen.stray += 1
+            return
+        state = parents.state[i]
+        if kind == "fill":
+            try:
+                q = int(m["qty"])
+            except (KeyError, TypeError, ValueError):
+                gen.stray += 1
+                return
+            qty = gen.qty
+            gen.fills += 1
+            gen.shares_filled += q
+            before = parents.cum[i]
+            after = parents.cum[i] = before + q
+            if after > qty:
+                # Fills after the parent was filled keep counting: that is the overfill.
+                gen.excess_shares += q if before >= qty else after - qty
+                if before <= qty:
+                    gen.overfilled += 1
+            if state < FILLED and (after >= qty or m.get("leaves") == 0):
+                gen.last_fill = now
+                gen.finish(i, FILLED)
+                if state == RETRYING:
+                    gen.wake(i, m)
+        elif kind == "ack":
+            if state == SENT:
+                parents.state[i] = ACKED
+                gen.acked += 1
+                gen.working += 1
+                self.acked += 1
+                gen.sample_latency(now - parents.sent_at[i])
+            elif state == RETRYING:
+                gen.wake(i, m)
+        elif kind == "reject":
+            if state == SENT:
+                parents.reason[i] = str(m.get("reason"))
+                if m.get("retry") is True:
+                    gen.start_retry(i)
+                else:
+                    gen.finish(i, REJECTED)
+            elif state == RETRYING:
+                gen.wake(i, m)
+        elif kind == "cancelled":
+            if state < FILLED:
+                parents.reason[i] = str(m.get("reason"))
+                gen.finish(i, CANCELLED)
+                if state == RETRYING:
+                    gen.wake(i, m)
+        else:
+            gen.stray += 1
+
+    def _read_plain(self, lines: list[str | None], start: int, now: float) -> int:
+        """Account for lines[start:] up to the first that needs _read; returns its index.
+
+        The fast path: the exact ack and fill lines a router writes (wire.py of the router), for
+        an order of this run that is not being retried. What it reads from such a line is what
+        JSON reads from it, and it does what _read does for it, with the counts kept in locals
+        and added at the end.
+        """
+        gen = self.gen
+        parents = gen.parents
+        by_id = parents.by_id
+        states = parents.state
+        cums = parents.cum
+        sent_at = parents.sent_at
+        order_target = parents.target
+        order_epoch = parents.epoch
+        targets = gen.targets
+        qty = gen.qty
+        fill_tails = _FILL_TAILS
+        latencies: list[float] = []
+        working = fills = shares = excess = overfilled = filled = 0
+        stop = len(lines)
+        try:
+            for k in range(start, stop):
+                line = lines[k]
+                if line is None:
+                    stop = k
+                    break
+                if line.startswith(_ACK_HEAD):
+                    i = by_id.get(line[_ACK_ID:-2]) if line.endswith('"}') else None
+                    if i is None or (state := states[i]) == RETRYING:
+                        stop = k
+                        break
+                    if state == SENT:
+                        states[i] = ACKED
+                        latencies.append(now - sent_at[i])
+                    continue
+                # A fill: the id ends at the first quote (ids of this run have none).
+                end = line.find('"', _FILL_ID) if line.startswith(_FILL_HEAD) else -1
+                if end < 0:
+                    stop = k
+                    break
+                tail = line[end:]
+                fill = fill_tails.get(tail)
+                if fill is None:
+                    fill = _fill_tail(tail)
+                i = by_id.get(line[_FILL_ID:end]) if fill else None
+                if i is None or (state := states[i]) == RETRYING:
+                    stop = k
+                    break
+                q, leaves = fill
+                fills += 1
+                shares += q
+                before = cums[i]
+                after = cums[i] = before + q
+                if after > qty:
+                    excess += q if before >= qty else after - qty
+                    if before <= qty:
+                        overfilled += 1
+                if state < FILLED and (after >= qty or leaves == 0):
+                    # gen.finish(i, FILLED), its counts added below
+                    if state == ACKED:
+                        working -= 1
+                    states[i] = FILLED
+                    filled += 1
+                    target = targets[order_target[i]]
+                    if order_epoch[i] == target.epoch:
+                        target.inflight -= 1
+        finally:
+            acked = len(latencies)
+            if acked:
+                gen.acked += acked
+                self.acked += acked
+                gen.sample_latencies(latencies)
+            gen.working += acked + working
+            gen.fills += fills
+            gen.shares_filled += shares
+            gen.excess_shares += excess
+            gen.overfilled += overfilled
+            if filled:
+                gen.last_fill = now
+                gen.final[FILLED] += filled
+                gen.finished += filled
+                if not gen.sending and gen.finished >= gen.sent:
+                    gen._check_settled()
+        return stop
 
 
 class LoadGen:
@@ -236,10 +365,12 @@ class LoadGen:
         self.window = config.window
         self.rng = random.Random(config.seed)
         self.targets = [Target(self, i, name) for i, name in enumerate(config.targets)]
-        self.parents: dict[str, Parent] = {}
+        self.parents = Parents()
         # Pre-encoded order lines: head + id + one of the tails (symbol x side x rlp).
         self._head = '{"type":"order","id":"'
         self._id_prefix = config.prefix + "-"
+        # Ids are the prefix and a number: with a plain prefix, every id is plain (no escaping).
+        self.fast_answers = _PLAIN_ID.fullmatch(self._id_prefix) is not None
         self._tails = [
             f'","symbol":"{sym}","side":"{side}","qty":{config.qty},"rlp":{rlp}}}\n'
             for rlp in ("false", "true")
@@ -266,7 +397,7 @@ class LoadGen:
         self.latencies: list[float] = []
         self._lat_stride = 1
         self._lat_seen = 0
-        self._retry_tasks: dict[asyncio.Task, Parent] = {}
+        self._retry_tasks: dict[asyncio.Task, int] = {}  # -> the parent it resends
         self._rr = 0
         self._deadline = math.inf  # end of the run: send phase + drain
         self._closing = False
@@ -287,26 +418,29 @@ class LoadGen:
         if self.first_send is None:
             self.first_send = now
         parents = self.parents
+        by_id = parents.by_id
+        order_tails = parents.tail
         head = self._head
         id_prefix = self._id_prefix
         tails = self._tails
         choices = self._plain
         share = self.cfg.rlp_share
         rnd = self.rng.random
-        idx, epoch = target.index, target.epoch
         n = self.sent
         out = []
-        for _ in range(k):
-            n += 1
-            tail = int(rnd() * choices)
+        for i in range(n, n + k):
+            tail = floor(rnd() * choices)  # int(), cheaper: the same for 0 <= x
             if share and (share >= 1 or rnd() < share):
                 tail += choices
-            pid = f"{id_prefix}{n}"
-            parents[pid] = Parent(pid, idx, tail, now, epoch)
+            pid = f"{id_prefix}{i + 1}"
+            by_id[pid] = i
+            order_tails.append(tail)
             out.append(head)
             out.append(pid)
             out.append(tails[tail])
+        parents.add(k, target.index, target.epoch, now)
         target.transport.write("".join(out).encode())
+        n += k
         self.sent = n
         self.attempts += k
         target.inflight += k
@@ -321,8 +455,9 @@ class LoadGen:
             if free > 0:
                 self.send_batch(target, free, _now())
 
-    def _line(self, p: Parent) -> bytes:
-        return (self._head + p.id + self._tails[p.tail]).encode()
+    def _line(self, i: int) -> bytes:
+        """The order line of parent i, as first sent."""
+        return f"{self._head}{self._id_prefix}{i + 1}{self._tails[self.parents.tail[i]]}".encode()
 
     async def _rate_loop(self) -> None:
         """Paced mode: one loop for the whole run, never a task per order."""
@@ -379,13 +514,16 @@ class LoadGen:
 
     # -- answers -----------------------------------------------------------------------------
 
-    def finish(self, p: Parent, state: int) -> None:
-        if p.state == ACKED:
+    def finish(self, i: int, state: int) -> None:
+        """Parent i reached a final state."""
+        parents = self.parents
+        states = parents.state
+        if states[i] == ACKED:
             self.working -= 1
-        p.state = state
+        states[i] = state
         self.final[state] += 1
-        target = self.targets[p.target]
-        if p.epoch == target.epoch:
+        target = self.targets[parents.target[i]]
+        if parents.epoch[i] == target.epoch:
             target.inflight -= 1
         self.finished += 1
         if not self.sending and self.finished >= self.sent:
@@ -401,6 +539,27 @@ class LoadGen:
                 self.latencies = self.latencies[::2]
                 self._lat_stride *= 2
 
+    def sample_latencies(self, values: list[float]) -> None:
+        """sample_latency of each of values in turn, by slices."""
+        start = 0
+        while start < len(values):
+            stride = self._lat_stride
+            # values[j] is ack number seen + 1 + j - start: kept when that is a multiple of stride.
+            first = start + (-self._lat_seen - 1) % stride
+            room = 2 * _LATENCY_SAMPLES - len(self.latencies)
+            kept = values[first::stride]
+            if len(kept) < room:
+                self.latencies += kept
+                self._lat_seen += len(values) - start
+                return
+            # The samples fill up within values: keep up to that one, halve, go on after it.
+            last = first + (room - 1) * stride
+            self.latencies += kept[:room]
+            self._lat_seen += last + 1 - start
+            self.latencies = self.latencies[::2]
+            self._lat_stride *= 2
+            start = last + 1
+
     def _check_settled(self) -> None:
         if self._settled is not None and not self.sending and self.open_orders() == 0:
             self._settled.set()
@@ -411,21 +570,21 @@ class LoadGen:
 
     # -- retries -----------------------------------------------------------------------------
 
-    def start_retry(self, p: Parent) -> None:
+    def start_retry(self, i: int) -> None:
         """The router asked for this order again later: only such an order gets a coroutine."""
-        p.state = RETRYING
-        task = asyncio.get_running_loop().create_task(self._retry(p))
-        self._retry_tasks[task] = p
+        self.parents.state[i] = RETRYING
+        task = asyncio.get_running_loop().create_task(self._retry(i))
+        self._retry_tasks[task] = i
         task.add_done_callback(self._retry_done)
 
     def _retry_done(self, task: asyncio.Task) -> None:
-        p = self._retry_tasks.pop(task)
-        if p.state == RETRYING:
+        i = self._retry_tasks.pop(task)
+        if self.parents.state[i] == RETRYING:
             # Cancelled before it ever ran: the refusal stands.
-            self.finish(p, REJECTED)
+            self.finish(i, REJECTED)
 
-    def wake(self, p: Parent, m: dict) -> None:
-        w = p.waiter
+    def wake(self, i: int, m: dict) -> None:
+        w = self.parents.waiter.get(i)
         if w is not None and not w.done():
             w.set_result(m)
 
@@ -436,7 +595,8 @@ class LoadGen:
             or _now() >= self._deadline
         )
 
-    async def _retry(self, p: Parent) -> None:
+    async def _retry(self, i: int) -> None:
+        parents = self.parents
         first = True
         try:
             async for attempt in AsyncRetrying(
@@ -450,65 +610,66 @@ class LoadGen:
                     if first:
                         # Attempt 1 is the send that was just refused: tenacity waits, then resends.
                         first = False
-                        raise _RetryAsked(p.reason or "")
-                    await self._resend(p)
+                        raise _RetryAsked(parents.reason.get(i) or "")
+                    await self._resend(i)
         except _RetryAsked as exc:
             # Attempts or time exhausted: the last refusal stands.
-            p.reason = exc.reason
-            self.finish(p, REJECTED)
+            parents.reason[i] = exc.reason
+            self.finish(i, REJECTED)
         except _RunOver:
-            self.finish(p, REJECTED)
+            self.finish(i, REJECTED)
         except asyncio.CancelledError:
             # The run ended while the order waited to be resent: its last refusal stands.
             # (Cancelled while waiting for an answer, _resend has made it unanswered.)
-            if p.state == RETRYING:
-                self.finish(p, REJECTED)
+            if parents.state[i] == RETRYING:
+                self.finish(i, REJECTED)
             raise
 
-    async def _resend(self, p: Parent) -> None:
+    async def _resend(self, i: int) -> None:
+        parents = self.parents
+        states = parents.state
         now = _now()
         if now >= self._deadline or self._closing:
             raise _RunOver
-        target = self.targets[p.target]
+        target = self.targets[parents.target[i]]
         if target.transport is None:
-            raise _RetryAsked(p.reason or "disconnected")
-        if p.epoch != target.epoch:
-            p.epoch = target.epoch
+            raise _RetryAsked(parents.reason.get(i) or "disconnected")
+        if parents.epoch[i] != target.epoch:
+            parents.epoch[i] = target.epoch
             target.inflight += 1
         loop = asyncio.get_running_loop()
-        p.waiter = loop.create_future()
-        p.t_sent = now
-        p.attempts += 1
+        waiter = parents.waiter[i] = loop.create_future()
+        parents.sent_at[i] = now
         self.attempts += 1
         self.retries += 1
-        target.transport.write(self._line(p))
+        target.transport.write(self._line(i))
         try:
             left = None if math.isinf(self._deadline) else max(0.0, self._deadline - now)
-            m = await asyncio.wait_for(p.waiter, left)
+            m = await asyncio.wait_for(waiter, left)
         except TimeoutError:
-            if p.state == RETRYING:
-                p.state = SENT  # sent again and never answered: unanswered
+            if states[i] == RETRYING:
+                states[i] = SENT  # sent again and never answered: unanswered
             return
         except asyncio.CancelledError:
-            if p.state == RETRYING:
-                p.state = SENT
+            if states[i] == RETRYING:
+                states[i] = SENT
             raise
         finally:
-            p.waiter = None
-        if p.state != RETRYING:
+            del parents.waiter[i]
+        if states[i] != RETRYING:
             return  # a fill or a cancel already finished it
         kind = m.get("type")
         if kind == "ack":
-            p.state = ACKED
+            states[i] = ACKED
             self.acked += 1
             self.working += 1
             target.acked += 1
-            self.sample_latency(_now() - p.t_sent)
+            self.sample_latency(_now() - parents.sent_at[i])
         elif kind == "reject":
-            p.reason = str(m.get("reason"))
+            reason = parents.reason[i] = str(m.get("reason"))
             if m.get("retry") is True:
-                raise _RetryAsked(p.reason)
-            self.finish(p, REJECTED)
+                raise _RetryAsked(reason)
+            self.finish(i, REJECTED)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -632,19 +793,24 @@ class LoadGen:
             for t in self.targets
         ]
         totals = dict.fromkeys(keys.values(), 0)
-        reasons: dict[str, int] = {}
+        parents = self.parents
+        for (t, state), n in Counter(zip(parents.target, parents.state, strict=True)).items():
+            row = per[t]
+            key = keys[state]
+            row["sent"] += n
+            row[key] += n
+            totals[key] += n
         qty = self.qty
-        for p in self.parents.values():
-            row = per[p.target]
-            key = keys[p.state]
-            row["sent"] += 1
-            row[key] += 1
-            totals[key] += 1
-            if p.cum > qty:
-                row["excess_shares"] += p.cum - qty
-            if p.state == REJECTED:
-                reason = p.reason or "unknown"
-                reasons[reason] = reasons.get(reason, 0) + 1
+        if max(parents.cum, default=0) > qty:  # any overfilled parent at all
+            for t, cum in zip(parents.target, parents.cum, strict=True):
+                if cum > qty:
+                    per[t]["excess_shares"] += cum - qty
+        reasons: dict[str, int] = {}
+        if totals["rejected"]:
+            for i, state in enumerate(parents.state):
+                if state == REJECTED:
+                    reason = parents.reason.get(i) or "unknown"
+                    reasons[reason] = reasons.get(reason, 0) + 1
         return totals | {
             "per_target": {t.name: row for t, row in zip(self.targets, per, strict=True)},
             "rejected_by_reason": reasons,

@@ -9,6 +9,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
+from math import floor
 
 __all__ = [
     "BAND",
@@ -141,6 +142,8 @@ class NodeBook:
         "invalid",
         "name",
         "overfilled_parents",
+        "parent_ids",
+        "parent_shares",
         "parents",
         "positions",
         "rejected",
@@ -163,9 +166,12 @@ class NodeBook:
         self.positions: dict[str, int] = {}
         self.releases: dict[str, int] = {}  # release -> executions
         self.series: dict[int, int] = {}  # bucket index -> child orders
-        # parent id -> [parent id, shares executed]; the list keeps one shared copy of the id so
-        # the execution log does not hold a fresh string per execution.
-        self.parents: dict[str, list] = {}
+        # Parents by index: parent id -> index, and per index the id and the shares executed.
+        # parent_ids keeps one shared copy of each id, so the execution log does not hold a fresh
+        # string per execution; and no object per parent means nothing for the garbage collector.
+        self.parents: dict[str, int] = {}
+        self.parent_ids: list[str] = []
+        self.parent_shares: list[int] = []
 
     def position(self) -> int:
         return sum(self.positions.values())
@@ -264,89 +270,124 @@ class Book:
     ) -> int:
         """Execute one valid child order in full. Returns the price in cents, or 0 when the run's
         cap refuses it. The caller has validated the fields (side is "buy" or "sell")."""
-        self.messages += 1
+        order = (parent, pqty, child, symbol, side, qty, strategy)
+        return self.children(node, release, [order], now)[0]
+
+    def children(self, node: str, release: str, orders: list[tuple], now: float) -> list[int]:
+        """child() for each of orders in turn, all from one node and release at `now`; each order
+        is (parent, pqty, child, symbol, side, qty, strategy). Returns their prices, in order.
+
+        The counts that do not depend on the order are added once for the batch, which is what
+        makes it cheaper than one child() per order; the results are the same.
+        """
+        k = len(orders)
         n = self.nodes.get(node) or self._node(node)
-        n.child_orders += 1
+        n.child_orders += k
         series = n.series
         bucket = int((now - self.started_at) / BUCKET_S)
-        series[bucket] = series.get(bucket, 0) + 1
-        if self.capped:
-            n.rejected += 1
-            self.rejects["cap"] = self.rejects.get("cap", 0) + 1
-            return 0
+        series[bucket] = series.get(bucket, 0) + k
+        # Until the run is capped an order is filled, and the one that brings the messages to the
+        # cap caps it: the ones after it are refused.
+        filled = 0 if self.capped else min(k, max(1, self.cap - self.messages))
+        self.messages += k
+        prices = self._fill(n, release, orders[:filled] if filled < k else orders, now)
+        if filled < k:
+            refused = k - filled
+            n.rejected += refused
+            self.rejects["cap"] = self.rejects.get("cap", 0) + refused
+            prices += [0] * refused
+        if filled and self.messages >= self.cap:
+            self._cap_reached(now)
+        return prices
 
-        sym = self.symbols.get(symbol) or self.symbol(symbol, now)
-        if now > sym.t:
-            sym.decay(now)
-        # Fill at the quote standing before the order, then move that side by the order's impact.
-        if side == "buy":
-            side = _BUY
-            price = sym.fair + HALF_SPREAD_CENTS + int(sym.ask_d + 0.5)
-            d = sym.ask_d + qty * sym.impact
-            sym.ask_d = d if d < sym.band else sym.band
-            signed = qty
-        else:
-            side = _SELL
-            price = sym.fair - HALF_SPREAD_CENTS - int(sym.bid_d + 0.5)
-            if price < 1:
-                price = 1
-            d = sym.bid_d + qty * sym.impact
-            sym.bid_d = d if d < sym.band else sym.band
-            signed = -qty
-        cash = signed * price
-        sym.shares += qty
-        sym.position += signed
-        sym.cash -= cash
-        n.executions += 1
-        n.shares += qty
-        n.cash -= cash
+    def _fill(self, n: NodeBook, release: str, orders: list[tuple], now: float) -> list[int]:
+        """Execute orders in full (children() has counted them and applied the cap)."""
+        prices: list[int] = []
+        if not orders:
+            return prices
+        symbols = self.symbols
         positions = n.positions
-        positions[sym.name] = positions.get(sym.name, 0) + signed
-        releases = n.releases
-        releases[release] = releases.get(release, 0) + 1
-
-        # Excess shares: what this execution adds beyond the parent's quantity.
-        p = n.parents.get(parent)
-        if p is None:
-            p = n.parents[parent] = [parent, 0]
-        before = p[1]
-        after = p[1] = before + qty
-        if after > pqty:
-            if before > pqty:
-                excess = qty
+        parents = n.parents
+        parent_ids = n.parent_ids
+        parent_shares = n.parent_shares
+        log = self._log
+        room = self.keep - len(log)  # appends before the log must be cut
+        node = n.name
+        seq = self._seq
+        shares = cash = excess = overfilled = 0
+        for parent, pqty, child, symbol, side, qty, strategy in orders:
+            sym = symbols.get(symbol) or self.symbol(symbol, now)
+            if now > sym.t:
+                sym.decay(now)
+            # Fill at the quote standing before the order, then move that side by its impact.
+            # (The displacements are never negative, so floor() rounds them as int() would.)
+            if side == "buy":
+                side = _BUY
+                price = sym.fair + HALF_SPREAD_CENTS + floor(sym.ask_d + 0.5)
+                d = sym.ask_d + qty * sym.impact
+                sym.ask_d = d if d < sym.band else sym.band
+                signed = qty
             else:
-                # This execution is the one that takes the parent past its quantity.
-                excess = after - pqty
-                n.overfilled_parents += 1
-                self.overfilled_parents += 1
+                side = _SELL
+                price = sym.fair - HALF_SPREAD_CENTS - floor(sym.bid_d + 0.5)
+                if price < 1:
+                    price = 1
+                d = sym.bid_d + qty * sym.impact
+                sym.bid_d = d if d < sym.band else sym.band
+                signed = -qty
+            prices.append(price)
+            signed_cash = signed * price
+            sym.shares += qty
+            sym.position += signed
+            sym.cash -= signed_cash
+            shares += qty
+            cash += signed_cash
+            symbol = sym.name
+            positions[symbol] = positions.get(symbol, 0) + signed
+
+            # Excess shares: what this execution adds beyond the parent's quantity.
+            p = parents.get(parent)
+            if p is None:
+                p = parents[parent] = len(parent_shares)
+                parent_ids.append(parent)
+                parent_shares.append(0)
+            else:
+                parent = parent_ids[p]
+            before = parent_shares[p]
+            after = parent_shares[p] = before + qty
+            if after > pqty:
+                if before > pqty:
+                    excess += qty
+                else:
+                    # This execution is the one that takes the parent past its quantity.
+                    excess += after - pqty
+                    overfilled += 1
+
+            seq += 1
+            log.append(
+                (seq, now, node, release, parent, child, symbol, side, qty, price / 100, strategy)
+            )
+            room -= 1
+            if room < 0:
+                drop = len(log) // 2
+                del log[:drop]
+                self._log_base += drop
+                room = self.keep - len(log)
+        k = len(orders)
+        n.executions += k
+        n.shares += shares
+        n.cash -= cash
+        releases = n.releases
+        releases[release] = releases.get(release, 0) + k
+        if excess:
             n.excess_shares += excess
             self.excess_shares += excess
-
-        self.executions += 1
-        self.shares += qty
-        self._seq += 1
-        self._log.append(
-            (
-                self._seq,
-                now,
-                n.name,
-                release,
-                p[0],
-                child,
-                sym.name,
-                side,
-                qty,
-                price / 100,
-                strategy,
-            )
-        )
-        if len(self._log) > self.keep:
-            drop = len(self._log) // 2
-            del self._log[:drop]
-            self._log_base += drop
-        if self.messages >= self.cap:
-            self._cap_reached(now)
-        return price
+            n.overfilled_parents += overfilled
+            self.overfilled_parents += overfilled
+        self.executions += k
+        self.shares += shares
+        self._seq = seq
+        return prices
 
     def invalid(self, node: str) -> None:
         """Count a child-order message that could not be read: it counts against the cap too."""

@@ -9,6 +9,7 @@ import contextlib
 import hmac
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -33,6 +34,39 @@ _UNKNOWN = "unknown"
 _loads = loads
 _id_ok = ID_RE.fullmatch
 _symbol_ok = SYMBOL_RE.fullmatch
+_PRICE_TEXT: dict[int, str] = {}  # price in cents -> its text in an exec line (wire.format_cents)
+_PRICE_TEXTS = 1 << 16  # at most that many kept
+
+# The child line as the router writes it (docs/protocol.md, "Router → venue"): compact, in this key
+# order, no escapes. It is read in two parts: the head (id and parent, new on every line) by
+# _child_head, and the rest, which repeats (a few quantities, symbols, sides and strategies), by
+# _child_tail, once per distinct tail. Each group matches only what JSON reads and the checks of
+# data_received accept: id a JSON integer, parent ID_RE, pqty and qty positive JSON integers
+# (_child_tail checks they are at most _QTY_MAX), symbol SYMBOL_RE, side buy or sell, strategy any
+# JSON string without escapes (JSON allows no control character in a string).
+_child_head = re.compile(
+    r'\{"type":"child","id":(-?+(?:0|[1-9][0-9]*+)),"parent":"([A-Za-z0-9_.:-]{1,64}+)(?=")'
+).match
+_child_tail_match = re.compile(
+    r'","pqty":([1-9][0-9]*+),"symbol":"([A-Z]{1,8}+)","side":"(buy|sell)",'
+    r'"qty":([1-9][0-9]*+),"strategy":"([^"\\\x00-\x1f]*+)"\}'
+).fullmatch
+_CHILD_TAILS: dict[str, tuple] = {}
+_CHILD_TAILS_MAX = 4096
+
+
+def _child_tail(tail: str) -> tuple:
+    """(pqty, symbol, side, qty, strategy) of a plain child line's tail (after the parent), or ()
+    when the tail is not plain or a quantity is out of range; kept for the next line."""
+    m = _child_tail_match(tail)
+    got: tuple = ()
+    if m is not None:
+        pqty, symbol, side, qty, strategy = m.groups()
+        if int(pqty) <= _QTY_MAX and int(qty) <= _QTY_MAX:
+            got = (int(pqty), symbol, side, int(qty), strategy)
+    if len(_CHILD_TAILS) < _CHILD_TAILS_MAX:
+        _CHILD_TAILS[tail] = got
+    return got
 
 
 def _log(event: str, level: str = "info", **fields: object) -> None:
@@ -88,58 +122,93 @@ class RouterConnection(asyncio.Protocol):
         now = time.time()
         out: list[str] = []
         append = out.append
+        # Valid child orders wait here to be executed together (Book.children); before any other
+        # line, which may change the node (hello) or the message count (invalid), they go first.
+        orders: list[tuple] = []
+        child_tails = _CHILD_TAILS
         for line in lines:
-            try:
-                m = _loads(line)  # type: ignore[arg-type]  # None: TypeError
-                if m["type"] != "child":
-                    raise TypeError
-                cid = m["id"]
-                parent = m["parent"]
-                pqty = m["pqty"]
-                symbol = m["symbol"]
-                side = m["side"]
-                qty = m["qty"]
-                strategy = m.get("strategy", _UNKNOWN)
-            except (ValueError, TypeError, KeyError, RecursionError):
-                # Not a child order: a hello, or something the venue must refuse.
-                append(self._other(line))
-                continue
-            if (
-                type(cid) is not int
-                or type(qty) is not int
-                or type(pqty) is not int
-                or not (0 < qty <= _QTY_MAX and 0 < pqty <= _QTY_MAX)
-                or (side != "buy" and side != "sell")
-                or type(parent) is not str
-                or not _id_ok(parent)
-                or type(symbol) is not str
-                or (symbol not in book.symbols and not _symbol_ok(symbol))
-                or type(strategy) is not str
-            ):
-                append(self._invalid(m))
-                continue
+            # The exact child line a router writes (its wire.py) takes the fast path: the patterns
+            # check every field the way the checks below do.
+            c = None if line is None else _child_head(line)
+            if c is not None:
+                tail = line[c.end() :]  # type: ignore[index]
+                fields = child_tails.get(tail)
+                if fields is None:
+                    fields = _child_tail(tail)
+                if fields:
+                    cid, parent = c.groups()
+                    cid = int(cid)
+                    pqty, symbol, side, qty, strategy = fields
+                else:
+                    c = None
+            if c is None:
+                try:
+                    m = _loads(line)  # type: ignore[arg-type]  # None: TypeError
+                    if m["type"] != "child":
+                        raise TypeError
+                    cid = m["id"]
+                    parent = m["parent"]
+                    pqty = m["pqty"]
+                    symbol = m["symbol"]
+                    side = m["side"]
+                    qty = m["qty"]
+                    strategy = m.get("strategy", _UNKNOWN)
+                except (ValueError, TypeError, KeyError, RecursionError):
+                    # Not a child order: a hello, or something the venue must refuse.
+                    if orders:
+                        self._execute(orders, now, append)
+                        orders = []
+                    append(self._other(line))
+                    continue
+                if (
+                    type(cid) is not int
+                    or type(qty) is not int
+                    or type(pqty) is not int
+                    or not (0 < qty <= _QTY_MAX and 0 < pqty <= _QTY_MAX)
+                    or (side != "buy" and side != "sell")
+                    or type(parent) is not str
+                    or not _id_ok(parent)
+                    or type(symbol) is not str
+                    or (symbol not in book.symbols and not _symbol_ok(symbol))
+                    or type(strategy) is not str
+                ):
+                    if orders:
+                        self._execute(orders, now, append)
+                        orders = []
+                    append(self._invalid(m))
+                    continue
             strat = self._strategies.get(strategy)
             if strat is None:
                 strat = strategy[:32]
                 if len(self._strategies) < 64:
                     self._strategies[strategy] = strat
-            price = book.child(
-                self.node, self.release, parent, pqty, cid, symbol, side, qty, strat, now
-            )
-            if price:
-                # The parent matched ID_RE, so it needs no JSON escaping; the price is
-                # wire.format_cents, inlined: this line is written once per child order.
-                append(
-                    f'{{"type":"exec","id":{cid},"parent":"{parent}","qty":{qty},'
-                    f'"price":{price // 100}.{price % 100:02d}}}\n'
-                )
-            else:
-                append(f'{{"type":"reject","id":{cid},"parent":"{parent}","reason":"cap"}}\n')
+            orders.append((parent, pqty, cid, symbol, side, qty, strat))
+        if orders:
+            self._execute(orders, now, append)
         if out and self.transport is not None:
             self.transport.write("".join(out).encode())
         if book.capped and self.venue.cap_logged != book.run:
             self.venue.cap_logged = book.run
             _log("cap_reached", level="warning", run=book.run, cap=book.cap, node=self.node)
+
+    def _execute(self, orders: list[tuple], now: float, append: Callable[[str], None]) -> None:
+        """Execute valid child orders and answer each: exec, or reject when the cap refuses it."""
+        prices = self.book.children(self.node, self.release, orders, now)
+        texts = _PRICE_TEXT
+        for (parent, _, cid, _, _, qty, _), price in zip(orders, prices, strict=True):
+            if price:
+                # The parent matched ID_RE, so it needs no JSON escaping; the price is
+                # wire.format_cents, kept per price: this line is written once per child order.
+                text = texts.get(price)
+                if text is None:
+                    text = f"{price // 100}.{price % 100:02d}"
+                    if len(texts) < _PRICE_TEXTS:
+                        texts[price] = text
+                append(
+                    f'{{"type":"exec","id":{cid},"parent":"{parent}","qty":{qty},"price":{text}}}\n'
+                )
+            else:
+                append(f'{{"type":"reject","id":{cid},"parent":"{parent}","reason":"cap"}}\n')
 
     def _other(self, line: str | None) -> str:
         """Answer a line that is not a well-formed child order (the rare path)."""
