@@ -61,6 +61,7 @@ class LabStatus:
     image: str
     venue: dict[str, Any]
     client: dict[str, Any]
+    artifacts: dict[str, Any]
     nodes: list[NodeStatus]
 
     @property
@@ -79,6 +80,7 @@ class LabStatus:
             "up": self.up,
             "venue": self.venue,
             "client": self.client,
+            "artifacts": self.artifacts,
             "nodes": [asdict(n) for n in self.nodes],
         }
 
@@ -226,6 +228,16 @@ class Lab:
             aliases=("venue",),
         )
 
+    def _artifacts_spec(self) -> ContainerSpec:
+        s = self.settings
+        return ContainerSpec(
+            name=s.container("artifacts"),
+            hostname="artifacts",
+            command=["artifacts"],
+            labels=self._labels("artifacts"),
+            aliases=("artifacts",),
+        )
+
     def _client_spec(self) -> ContainerSpec:
         s = self.settings
         return ContainerSpec(
@@ -246,7 +258,7 @@ class Lab:
         image_id = self.engine.client.images.get(s.image).id
         artifact = self.artifact(self.catalog.baseline)
         self.engine.ensure_network(s.network)
-        specs = [self._venue_spec(), self._client_spec()]
+        specs = [self._venue_spec(), self._client_spec(), self._artifacts_spec()]
         specs += [self._router_spec(node, artifact) for node in s.node_names]
 
         def ensure(spec: ContainerSpec) -> str:
@@ -352,6 +364,7 @@ class Lab:
             image=s.image,
             venue=self._venue_status(),
             client=self._plain_status("client"),
+            artifacts=self._plain_status("artifacts"),
             nodes=nodes,
         )
 
@@ -380,6 +393,20 @@ class Lab:
             n for n, v in (stats.get("nodes") or {}).items() if v.get("connected")
         )
         return info
+
+    # -- artifacts -------------------------------------------------------------------------
+    #: Where nodes download releases from during a deploy (the lab's artifact repository).
+    ARTIFACT_URL = "http://artifacts:8080"
+
+    def publish(self, version: str) -> Artifact:
+        """Put a release's artifact into the lab's artifact repository (idempotent)."""
+        artifact = self.artifact(version)
+        entries = [
+            FileEntry(f"{version}/{artifact.tarball.name}", artifact.tarball.read_bytes()),
+            FileEntry(f"{version}/manifest.json", artifact.manifest_path.read_bytes()),
+        ]
+        self.engine.put(self._container("artifacts"), "/srv/artifacts", entries, self.settings.uid)
+        return artifact
 
     # -- baseline primitives ---------------------------------------------------------------
     def install_release(self, node: str, version: str, timeout: float = 20.0) -> dict[str, Any]:

@@ -134,7 +134,9 @@ class Book:
             return  # cancelled before this came back: the client already has its answer
         client = parent.client
         if client is not None:
-            client.add(wire.fill(parent.id, qty, price, tracker.cum, tracker.leaves))
+            cum = tracker.cum
+            leaves = tracker.qty - cum  # tracker.leaves, inlined
+            client.add(wire.fill(parent.id, qty, price, cum, leaves if leaves > 0 else 0))
         strategy = parent.strategy
         strategy.on_execution(parent, qty)
         if not parent.done and strategy.is_finished(parent):

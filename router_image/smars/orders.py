@@ -48,28 +48,26 @@ class Intake:
         except wire.Rejected as r:
             self._reject(client, r.order_id, r.reason, r.detail)
             return
-        refusal = self._refusal(order)
-        if refusal:
-            self._reject(client, order.id, refusal)
-            return
-        self._metrics.acked += 1
-        client.add(wire.ack(order.id))  # before any fill or cancel the strategy may cause
-        self._book.open(order, self.rlp if order.rlp else self.sor, client)
-
-    def _refusal(self, order: wire.Order) -> str | None:
+        # The refusals, in this order of precedence.
         state = self._state
+        book = self._book
+        working = book.working
         if state.killed:
-            return "killed"
-        if not state.accepting:
-            return "intake_paused"
-        if not self._egress.connected:
-            return "venue_down"
-        working = self._book.working
-        if order.id in working:
-            return "duplicate"
-        if len(working) >= self._max_working:
-            return "overloaded"
-        return None
+            refusal = "killed"
+        elif not state.accepting:
+            refusal = "intake_paused"
+        elif not self._egress.connected:
+            refusal = "venue_down"
+        elif order.id in working:
+            refusal = "duplicate"
+        elif len(working) >= self._max_working:
+            refusal = "overloaded"
+        else:
+            self._metrics.acked += 1
+            client.add(wire.ack(order.id))  # before any fill or cancel the strategy may cause
+            book.open(order, self.rlp if order.rlp else self.sor, client)
+            return
+        self._reject(client, order.id, refusal)
 
     def _reject(
         self, client: wire.Outbox, order_id: str | None, reason: str, detail: str | None = None

@@ -45,11 +45,13 @@ class Tracker:
 
     def executed(self, qty: int) -> int:
         """Book an execution; returns the shares of it that are overfill."""
-        before = self.overfill
-        self.cum += qty
+        ordered = self.qty
+        before = self.cum - ordered  # the overfill before and after, when positive
+        self.cum = cum = self.cum + qty
         out = self.outstanding - qty
         self.outstanding = out if out > 0 else 0
-        return self.overfill - before
+        after = cum - ordered
+        return (after if after > 0 else 0) - (before if before > 0 else 0)
 
     def unanswered(self, qty: int) -> None:
         """A child will not execute (rejected, or its connection was lost)."""

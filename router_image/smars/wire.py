@@ -190,8 +190,31 @@ def _invalid(field: str, order_id: str | None, why: str = "") -> Rejected:
     return Rejected("invalid", detail[:_DETAIL_MAX], order_id)
 
 
+# The fast path: the canonical order line (compact, in the documented key order, as the load
+# generator writes it) is read without JSON. Its groups only match what the strict path accepts:
+# ASCII without escapes (so valid UTF-8, and the same text as JSON reads), an id and a symbol of
+# their charsets, a side, a JSON integer without leading zero or sign of at most 7 digits (the
+# range is checked after), a boolean. Any other line, accepted or not, goes through JSON.
+_order_match = re.compile(
+    rb'\{"type":"order","id":"([A-Za-z0-9_.:\-]{1,64})","symbol":"([A-Z]{1,8})",'
+    rb'"side":"(buy|sell)","qty":([1-9][0-9]{0,6})(?:,"rlp":(true|false))?\}'
+).fullmatch
+_SIDE_TEXT = {b"buy": "buy", b"sell": "sell"}
+
+
 def parse_order(line: bytes) -> Order:
     """Validate one order line (without its newline) per the protocol, or raise Rejected."""
+    m = _order_match(line)
+    if m is not None:
+        order_id, symbol, side, digits, rlp = m.groups()
+        qty = int(digits)
+        if qty <= _MAX_QTY:
+            return Order(order_id.decode(), symbol.decode(), _SIDE_TEXT[side], qty, rlp == b"true")
+    return _parse_order_json(line)
+
+
+def _parse_order_json(line: bytes) -> Order:
+    """parse_order through JSON: any line."""
     doc = _load_line(line)
     if type(doc) is not dict:
         raise Rejected("malformed", "not an object")
@@ -282,8 +305,26 @@ class VenueMessageError(ValueError):
     """A line from the venue that is not a well-formed exec or reject."""
 
 
+# The fast path: the venue's exec line as it writes it (compact, this key order, the price with
+# a few decimals), read without JSON. The numbers match only JSON numbers (no sign, no leading
+# zero) of bounded digits, so the price is finite and float() of it is what JSON reads; the
+# parent (not used) only of characters that need no escaping. Any other line goes through JSON.
+_exec_match = re.compile(
+    rb'\{"type":"exec","id":(0|[1-9][0-9]{0,17}),"parent":"[A-Za-z0-9_.:\-]*",'
+    rb'"qty":([1-9][0-9]{0,17}),"price":((?:0|[1-9][0-9]{0,14})\.[0-9]{1,4})\}'
+).fullmatch
+
+
 def parse_venue(line: bytes) -> tuple[str, int, int, float] | tuple[str, int, str]:
     """("exec", child id, qty, price) or ("reject", child id, reason)."""
+    m = _exec_match(line)
+    if m is not None:
+        return EXEC, int(m[1]), int(m[2]), float(m[3])
+    return _parse_venue_json(line)
+
+
+def _parse_venue_json(line: bytes) -> tuple[str, int, int, float] | tuple[str, int, str]:
+    """parse_venue through JSON: any line."""
     try:
         doc = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

@@ -26,10 +26,12 @@ class Sor(Strategy):
 
     def _top_up(self, parent: Parent) -> None:
         tracker = parent.tracker
-        size = self.ctx.slice_qty
-        while (left := tracker.remaining()) > 0:
-            if not self.ctx.send_child(parent, min(size, left)):
+        ctx = self.ctx
+        size = ctx.slice_qty
+        # tracker.remaining(), inlined: this runs for every parent and every short execution.
+        while (left := tracker.qty - tracker.cum - tracker.outstanding) > 0:
+            if not ctx.send_child(parent, size if size < left else left):
                 if tracker.outstanding == 0:
                     # Nothing out and nothing may leave: the parent would wait forever.
-                    self.ctx.cancel_parent(parent, "refused")
+                    ctx.cancel_parent(parent, "refused")
                 return
