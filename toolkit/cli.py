@@ -304,6 +304,141 @@ def load(
     )
 
 
+# -- deploy, rollback, flags, kill switch ----------------------------------------------------
+def _ansible_progress(step: Callable[[str], None]) -> Callable:
+    """Ansible events as progress lines: one per phase started, one per node failure."""
+
+    def show(ev) -> None:
+        if ev.kind == "task_start":
+            step(ev.task)
+        elif ev.kind in ("failed", "unreachable"):
+            step(f"[red]{ev.host}: {escape(ev.message or ev.kind)}[/red]")
+
+    return show
+
+
+def _print_deploy(result) -> None:
+    colour = "green" if result.ok else "red"
+    table = Table("node", "before", "after", title=f"{result.action} {result.release}")
+    for node in sorted(result.nodes, key=_node_key):
+        row = result.nodes[node]
+        table.add_row(node, row["before"] or "-", row["after"] or "-")
+    out.print(table)
+    out.print(
+        f"[{colour}]{result.status}[/{colour}] in {result.duration_s:.1f}s"
+        + (f" — {escape(result.error)}" if result.error else "")
+    )
+    timings = {k: v for k, v in result.timings.items() if v is not None and k != "playbook_s"}
+    if timings:
+        out.print(", ".join(f"{k} {v}" for k, v in timings.items()))
+
+
+def _finish(result, as_json: bool) -> None:
+    if as_json:
+        _emit_json(result.to_json())
+    else:
+        _print_deploy(result)
+    sys.exit(0 if result.ok else 1)
+
+
+@main.command("deploy")
+@click.argument("version")
+@click.option(
+    "--skip",
+    "skip",
+    multiple=True,
+    metavar="NODE",
+    help="Leave NODE out (repeat). Guarded: refused. --unsafe: that node keeps the old code.",
+)
+@click.option(
+    "--unsafe", is_flag=True, help="The 2012 way: host by host, no barrier, no verification."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def deploy_cmd(version: str, skip: tuple[str, ...], unsafe: bool, as_json: bool) -> None:
+    """Deploy VERSION to every node, or to none (exit 0 only when every node runs VERSION)."""
+    from .deploy import deploy
+
+    lab_ = _lab()
+    with _progress(f"deploying {version}", quiet=as_json) as say:
+        result = deploy(
+            lab_, version, skip=list(skip), unsafe=unsafe, on_event=_ansible_progress(say)
+        )
+    _finish(result, as_json)
+
+
+@main.command("rollback")
+@click.option(
+    "--to", "to", metavar="VERSION", help="Release to go back to (default: the baseline)."
+)
+@click.option("--unsafe", is_flag=True, help="Host by host, no checks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def rollback_cmd(to: str | None, unsafe: bool, as_json: bool) -> None:
+    """Put every node back on an earlier release, all or none."""
+    from .deploy import rollback
+
+    lab_ = _lab()
+    with _progress("rolling back", quiet=as_json) as say:
+        result = rollback(lab_, to=to, unsafe=unsafe, on_event=_ansible_progress(say))
+    _finish(result, as_json)
+
+
+@main.group()
+def flags() -> None:
+    """Feature flags across the fleet."""
+
+
+@flags.command("set")
+@click.argument("name")
+@click.argument("value", type=click.Choice(["on", "off"]))
+@click.option(
+    "--meaning", help="Declared meaning (default: what the newest release reading it means)."
+)
+@click.option("--unsafe", is_flag=True, help="Set it as asked, without the flag registry's checks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def flags_set(name: str, value: str, meaning: str | None, unsafe: bool, as_json: bool) -> None:
+    """Set flag NAME on or off on every node."""
+    from .deploy import flag
+
+    lab_ = _lab()
+    with _progress(f"flag {name} {value}", quiet=as_json) as say:
+        result = flag(lab_, name, value == "on", meaning, on_event=_ansible_progress(say))
+    _finish_fleet(result, as_json)
+
+
+def _finish_fleet(result, as_json: bool) -> None:
+    if as_json:
+        _emit_json(result.to_json())
+    else:
+        colour = "green" if result.status == "done" else "red"
+        out.print(
+            f"{result.action}: [{colour}]{result.status}[/{colour}] on {len(result.nodes)} nodes "
+            f"in {result.duration_s:.1f}s" + (f" — {escape(result.error)}" if result.error else "")
+        )
+    sys.exit(0 if result.status == "done" else 1)
+
+
+@main.command("kill")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def kill_cmd(as_json: bool) -> None:
+    """Kill switch: every node stops trading and cancels its working orders."""
+    from .deploy import killswitch
+
+    with _progress("kill switch", quiet=as_json) as say:
+        result = killswitch(_lab(), True, on_event=_ansible_progress(say))
+    _finish_fleet(result, as_json)
+
+
+@main.command("resume")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def resume_cmd(as_json: bool) -> None:
+    """Lift the kill switch on every node."""
+    from .deploy import killswitch
+
+    with _progress("resume trading", quiet=as_json) as say:
+        result = killswitch(_lab(), False, on_event=_ansible_progress(say))
+    _finish_fleet(result, as_json)
+
+
 # -- bench -------------------------------------------------------------------------------------
 @main.command()
 @click.option(

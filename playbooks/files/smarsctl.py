@@ -266,7 +266,11 @@ def cmd_flip(version: str, tree: str, timeout: str = "15") -> dict:
     """The guarded deploy's flip: re-check the staged tree, pause intake, switch, stay paused."""
     _verify(version, tree)
     paused = post("/intake/pause")
-    return cmd_switch(version, tree, timeout) | {"intake": paused.get("intake", "paused")}
+    paused_at = time.time()
+    return cmd_switch(version, tree, timeout) | {
+        "intake": paused.get("intake", "paused"),
+        "paused_at": paused_at,
+    }
 
 
 def cmd_restore(version: str, tree: str, timeout: str = "15") -> dict:

@@ -11,13 +11,12 @@ import os
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import probes
 import pytest
 import testinfra
-from fleet import NodeIdentity, node_sort_key
+from fleet import Fleet, NodeIdentity, node_sort_key
 from testinfra.host import Host
 
 
@@ -101,20 +100,6 @@ def expected_release(expect_release: str | None, version: dict[str, Any]) -> str
 
 
 # -- the whole fleet ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Fleet:
-    """Every node given with --hosts: the identities of those that answered, and why the others
-    did not (node → reason)."""
-
-    size: int
-    identities: list[NodeIdentity]
-    silent: dict[str, str]
-
-    @property
-    def summary(self) -> str:
-        return f"{len(self.identities)} of {self.size} nodes answered"
-
-
 def fleet_hosts(config: pytest.Config) -> list[Host]:
     """The hosts of --hosts, resolved exactly as testinfra's plugin does for the `host` fixture."""
     opt = config.option

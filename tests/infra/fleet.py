@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["NodeIdentity", "fleet_problems", "node_sort_key", "short"]
+__all__ = ["Fleet", "NodeIdentity", "fleet_problems", "node_sort_key", "short"]
 
 T = TypeVar("T", bound=Hashable)
 
@@ -52,6 +52,20 @@ class NodeIdentity:
     @property
     def build(self) -> tuple[str | None, str | None]:
         return (self.release, self.tree)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Every node given to the suite: the identities of those that answered, and why the others
+    did not (node → reason)."""
+
+    size: int
+    identities: list[NodeIdentity]
+    silent: dict[str, str]
+
+    @property
+    def summary(self) -> str:
+        return f"{len(self.identities)} of {self.size} nodes answered"
 
 
 def node_sort_key(name: str) -> list[Any]:

@@ -25,7 +25,6 @@ def test_router_runs_the_flags_of_the_file(host: Host, version: dict[str, Any]):
     # A file changed without a reload is a flag change nobody has applied yet.
     in_file = json.loads(host.file(FLAGS_FILE).content_string)["flags"]
     running = {
-        name: {"value": f["value"], "meaning": f["meaning"]}
-        for name, f in version["flags"].items()
+        name: {"value": f["value"], "meaning": f["meaning"]} for name, f in version["flags"].items()
     }
     assert running == in_file

@@ -4,8 +4,7 @@ names every deviating node at once."""
 
 from __future__ import annotations
 
-from conftest import Fleet
-from fleet import fleet_problems
+from fleet import Fleet, fleet_problems
 
 
 def test_every_node_answers_and_runs_the_same_release_tree_config_and_flags(

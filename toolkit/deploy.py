@@ -1,0 +1,234 @@
+"""Deploys, rollbacks, flags and the kill switch across the fleet, through the playbooks.
+
+Each call returns a plain result: what was asked, the status, every node's release before and
+after, and where the run's artifacts are. `--unsafe` is the 2012 way (manual_deploy.yml).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .ansible import PlaybookResult, TaskEvent, run_playbook
+from .errors import KnightError
+from .inventory import FLEET_GROUP
+from .lab import Lab
+
+__all__ = ["DeployResult", "deploy", "flag", "killswitch", "rollback"]
+
+#: Phases before the first switch: a failure there has changed no node.
+BEFORE_FLIP = {"preflight", "barrier", "stage"}
+
+
+@dataclass
+class DeployResult:
+    """The JSON contract of `knight deploy` / `knight rollback`."""
+
+    action: str
+    release: str
+    status: str  # deployed, refused, rolled_back, failed
+    unsafe: bool
+    skipped: list[str]
+    nodes: dict[str, dict[str, str | None]]
+    error: str | None
+    phase: str | None
+    duration_s: float
+    run_dir: str
+    timings: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "deployed"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _releases(lab: Lab) -> dict[str, dict[str, str | None]]:
+    status = lab.status()
+    return {n.name: {"release": n.release, "tree": n.tree} for n in status.nodes}
+
+
+def _limit(skip: list[str]) -> str | None:
+    return ":".join([FLEET_GROUP, *(f"!{n}" for n in skip)]) if skip else None
+
+
+def _iso(ts: str | None) -> float | None:
+    if not ts:
+        return None
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def _timings(run: PlaybookResult) -> dict[str, float | None]:
+    """Flip skew (first to last node running the new code) and the longest intake pause."""
+    flips = run.outputs.get("flip", {})
+    resumes = run.outputs.get("resume", {})
+    started = [_iso(o.get("started_at")) for o in flips.values()]
+    started = [s for s in started if s is not None]
+    pauses = [
+        resumes[h]["resumed_at"] - o["paused_at"]
+        for h, o in flips.items()
+        if "paused_at" in o and "resumed_at" in resumes.get(h, {})
+    ]
+    return {
+        "flip_skew_ms": round((max(started) - min(started)) * 1000, 1)
+        if len(started) > 1
+        else None,
+        "intake_pause_ms": round(max(pauses) * 1000, 1) if pauses else None,
+        "playbook_s": run.duration_s,
+    }
+
+
+def _status(run: PlaybookResult, version: str, after: dict[str, dict[str, str | None]]) -> str:
+    everywhere = bool(after) and all(n["release"] == version for n in after.values())
+    if run.rc == 0 and not run.failures and not run.rescued:
+        return "deployed" if everywhere else "failed"
+    failure = run.first_failure
+    if failure is not None and failure.phase in BEFORE_FLIP:
+        return "refused"
+    releases = {n["release"] for n in after.values()}
+    if run.rescued and len(releases) == 1 and version not in releases:
+        return "rolled_back"
+    return "failed"
+
+
+def _extravars(lab: Lab, version: str) -> dict[str, Any]:
+    artifact = lab.publish(version)
+    return {
+        "knight_release": version,
+        "knight_tree": artifact.tree,
+        "knight_artifact_sha256": artifact.manifest["artifact_sha256"],
+        "knight_artifact_url": f"{lab.ARTIFACT_URL}/{version}/{artifact.tarball.name}",
+        "fleet_group": FLEET_GROUP,
+    }
+
+
+def deploy(
+    lab: Lab,
+    version: str,
+    skip: list[str] | tuple[str, ...] = (),
+    unsafe: bool = False,
+    on_event: Callable[[TaskEvent], None] | None = None,
+    action: str = "deploy",
+) -> DeployResult:
+    """Deploy `version` to the fleet: atomically (all or none), or with `unsafe` host by host."""
+    skip = list(skip)
+    for node in skip:
+        lab.check_node(node)
+    lab.catalog.get(version)
+    before = _releases(lab)
+    playbook = "manual_deploy.yml" if unsafe else "deploy.yml"
+    run = run_playbook(lab.settings, playbook, _extravars(lab, version), _limit(skip), on_event)
+    after = _releases(lab)
+    status = _status(run, version, after)
+    failure = run.first_failure
+    error = None
+    if failure is not None:
+        error = f"{failure.host}: {failure.message}"
+    elif status != "deployed":
+        behind = sorted(n for n, v in after.items() if v["release"] != version)
+        error = f"fleet mixed: {', '.join(behind)} not on {version}"
+    return DeployResult(
+        action=action,
+        release=version,
+        status=status,
+        unsafe=unsafe,
+        skipped=skip,
+        nodes={
+            n: {"before": before[n]["release"], "after": after.get(n, {}).get("release")}
+            for n in before
+        },
+        error=error,
+        phase=failure.phase if failure else None,
+        duration_s=run.duration_s,
+        run_dir=str(run.run_dir),
+        timings=_timings(run) if not unsafe else {"playbook_s": run.duration_s},
+    )
+
+
+def rollback(
+    lab: Lab,
+    to: str | None = None,
+    unsafe: bool = False,
+    on_event: Callable[[TaskEvent], None] | None = None,
+) -> DeployResult:
+    """Put the fleet back on `to` (default: the catalog's baseline)."""
+    target = to or lab.catalog.baseline
+    return deploy(lab, target, unsafe=unsafe, on_event=on_event, action="rollback")
+
+
+@dataclass
+class FleetResult:
+    """Result of a fleet-wide flag or kill-switch change."""
+
+    action: str
+    status: str  # done, failed
+    nodes: dict[str, dict[str, Any]]
+    error: str | None
+    duration_s: float
+    run_dir: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _fleet_call(
+    lab: Lab,
+    playbook: str,
+    phase: str,
+    action: str,
+    extravars: dict[str, Any],
+    on_event: Callable[[TaskEvent], None] | None,
+) -> FleetResult:
+    run = run_playbook(
+        lab.settings, playbook, {"fleet_group": FLEET_GROUP, **extravars}, None, on_event
+    )
+    failure = run.first_failure
+    return FleetResult(
+        action=action,
+        status="done" if run.rc == 0 and failure is None else "failed",
+        nodes=run.outputs.get(phase, {}),
+        error=f"{failure.host}: {failure.message}" if failure else None,
+        duration_s=run.duration_s,
+        run_dir=str(run.run_dir),
+    )
+
+
+def default_meaning(lab: Lab, name: str) -> str:
+    """The meaning the newest release that reads a flag gives it: what turning it on intends."""
+    for version in reversed(lab.catalog.versions):
+        meaning = lab.catalog.get(version).flags.get(name)
+        if meaning:
+            return meaning
+    raise KnightError(f"no release reads a flag named {name!r}; give --meaning")
+
+
+def flag(
+    lab: Lab,
+    name: str,
+    on: bool,
+    meaning: str | None = None,
+    on_event: Callable[[TaskEvent], None] | None = None,
+) -> FleetResult:
+    """Set a flag on every node of the fleet, with its declared meaning."""
+    meaning = meaning or default_meaning(lab, name)
+    extravars = {
+        "knight_flag": name,
+        "knight_flag_value": "on" if on else "off",
+        "knight_flag_meaning": meaning,
+    }
+    return _fleet_call(
+        lab, "flags.yml", "flag", f"flag {name} {'on' if on else 'off'}", extravars, on_event
+    )
+
+
+def killswitch(
+    lab: Lab, kill: bool, on_event: Callable[[TaskEvent], None] | None = None
+) -> FleetResult:
+    """Kill switch on (every node stops trading) or off."""
+    action = "kill" if kill else "resume-trading"
+    return _fleet_call(
+        lab, "killswitch.yml", "killswitch", action, {"knight_action": action}, on_event
+    )
