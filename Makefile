@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Integration tests run their own lab, so they never disturb the one `make lab` brings up.
 TEST_LAB ?= knight-test
 
-.PHONY: help setup image releases lab lab-down status load bench test test-unit test-integration lint format clean demo
+.PHONY: help setup image releases lab lab-down status load deploy rollback verify bench test test-unit test-integration lint format clean demo
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -41,6 +41,13 @@ status: $(STAMP) ## Show each node's release, tree hash, flags and health
 load: lab ## Send five seconds of parent orders to every node
 	$(KNIGHT) load --rate 400 --duration 5
 
+VERSION ?= 8.0.0
+deploy: lab ## Deploy VERSION (default 8.0.0) to every node, all or none
+	$(KNIGHT) deploy $(VERSION)
+
+rollback: lab ## Put every node back on the baseline release
+	$(KNIGHT) rollback
+
 bench: image ## Measure the performance figures into reports/bench.json
 	$(KNIGHT) bench
 
@@ -53,9 +60,10 @@ test-integration: image ## Integration tests on a real lab (KNIGHT_LAB=$(TEST_LA
 test: image ## Every test: unit, then integration on a real lab
 	KNIGHT_LAB=$(TEST_LAB) $(BIN)/pytest tests/unit tests/integration -q
 
-lint: $(STAMP) ## ruff (lint and format check)
+lint: $(STAMP) ## ruff (lint and format check) and ansible-lint on the playbooks
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd playbooks && PATH="$(CURDIR)/$(BIN):$$PATH" ansible-lint --offline -q --nocolor .
 
 format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff format .

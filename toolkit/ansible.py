@@ -74,7 +74,7 @@ class PlaybookResult:
 def phase_of(task: str) -> str:
     """Task names start with their phase: `flip: ...` → flip."""
     head, sep, _ = task.partition(":")
-    return head.strip() if sep else task.strip()
+    return (head if sep else task).strip().lower()
 
 
 def _node_json(res: dict[str, Any]) -> dict[str, Any] | None:

@@ -394,6 +394,20 @@ class Lab:
         )
         return info
 
+    # -- the venue's record ------------------------------------------------------------------
+    def executions(self, page: int = 50_000) -> list[dict[str, Any]]:
+        """Every execution of the venue's current run, in order, as dicts."""
+        venue = self.venue_admin(timeout=30.0)
+        rows: list[dict[str, Any]] = []
+        since = 0
+        while True:
+            doc = venue.get(f"/executions?since={since}&limit={page}")
+            fields = doc["fields"]
+            rows += [dict(zip(fields, row, strict=True)) for row in doc["executions"]]
+            if not doc["executions"] or doc["next"] == since:
+                return rows
+            since = doc["next"]
+
     # -- artifacts -------------------------------------------------------------------------
     #: Where nodes download releases from during a deploy (the lab's artifact repository).
     ARTIFACT_URL = "http://artifacts:8080"
@@ -467,6 +481,10 @@ class Lab:
         """Put every node back on the baseline: release, flags, trading and intake; new venue run."""
         base = self.catalog.baseline
         tree = self.artifact(base).tree
+        for container in self.engine.containers():
+            if container.status == "paused":  # left behind by a fault
+                container.unpause()
+        self.up()
 
         def one(node: str) -> None:
             admin = self.node_admin(node)
