@@ -23,7 +23,7 @@ from .errors import KnightError
 from .inventory import render
 from .settings import Settings
 
-__all__ = ["Failure", "PlaybookResult", "TaskEvent", "run_playbook"]
+__all__ = ["Failure", "PlaybookResult", "TaskEvent", "inventory_path", "run_playbook"]
 
 #: Artifact directories kept under reports/runs/.
 KEEP_RUNS = 20
@@ -123,7 +123,8 @@ def _to_task_event(event: dict[str, Any]) -> TaskEvent | None:
     return None
 
 
-def _inventory(settings: Settings) -> Path:
+def inventory_path(settings: Settings) -> Path:
+    """The lab's inventory file, written (or refreshed) under reports/runs/inventory/."""
     path = settings.reports / "runs" / "inventory" / f"{settings.lab}.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
     text = render(settings)
@@ -180,7 +181,7 @@ def run_playbook(
             private_data_dir=str(private),
             project_dir=str(project),
             playbook=playbook,
-            inventory=str(_inventory(settings)),
+            inventory=str(inventory_path(settings)),
             extravars=extravars,
             limit=limit,
             ident=ident,

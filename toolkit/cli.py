@@ -439,6 +439,20 @@ def resume_cmd(as_json: bool) -> None:
     _finish_fleet(result, as_json)
 
 
+@main.command("verify")
+@click.option(
+    "--release", metavar="VERSION", help="Every node must run VERSION (default: only uniform)."
+)
+@click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
+def verify_cmd(release: str | None, pytest_args: tuple[str, ...]) -> None:
+    """Run the testinfra suite (tests/infra) on every node: release, tree hash, flags, ports,
+    user, throughput floor, and one fleet-wide check that names each node that differs."""
+    from .verify import verify
+
+    result = verify(_lab(), release, list(pytest_args))
+    sys.exit(0 if result.ok else 1)
+
+
 # -- bench -------------------------------------------------------------------------------------
 @main.command()
 @click.option(
