@@ -116,7 +116,8 @@ def _compare(
     (top, top_count), (_, second_count) = ranked[0], ranked[1]
     if top_count == second_count:
         split = "; ".join(
-            f"{_count(len(groups[v]))} {verb[1]} {describe(v)} ({_names(groups[v])})"
+            f"{_count(len(groups[v]))} {verb[len(groups[v]) != 1]} {describe(v)} "
+            f"({_names(groups[v])})"
             for v, _ in ranked
         )
         return [f"no majority: {split}"]

@@ -1,4 +1,5 @@
-"""Each node's flags file has the documented shape, and the router runs exactly those flags."""
+"""Each node's flags file has the documented shape, the router runs exactly those flags, and
+no flag that is on means something else to the running code."""
 
 from __future__ import annotations
 
@@ -28,3 +29,15 @@ def test_router_runs_the_flags_of_the_file(host: Host, version: dict[str, Any]):
         name: {"value": f["value"], "meaning": f["meaning"]} for name, f in version["flags"].items()
     }
     assert running == in_file
+
+
+def test_every_flag_that_is_on_means_in_the_running_code_what_it_declares(
+    version: dict[str, Any],
+):
+    # The 2012 failure: flag_7 switched on for RLP woke Power Peg on the node with the old code.
+    mismatched = {
+        name: f"declared {f['meaning']!r}, the running code reads it as {f.get('code_meaning')!r}"
+        for name, f in version["flags"].items()
+        if f["value"] and f.get("code_meaning") != f["meaning"]
+    }
+    assert mismatched == {}
