@@ -1,0 +1,227 @@
+"""Fault primitives on lab nodes, each with an undo, and the seeded deploy-fault campaign.
+
+Every fault is scoped to one container of this lab (found by name and label), so it can never
+touch anything else on the engine; `undo` puts the node back so it can be reached again.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+from .ansible import TaskEvent
+from .deploy import deploy
+from .errors import KnightError
+from .lab import Lab
+from .load import LoadSpec, run_load
+
+__all__ = [
+    "FAULTS",
+    "PHASES",
+    "CampaignResult",
+    "Fault",
+    "Schedule",
+    "run_campaign",
+    "run_schedule",
+]
+
+
+class Fault:
+    """One fault on one node. Subclasses say what it is in NAME and do it in inject/undo."""
+
+    NAME: ClassVar[str]
+
+    def __init__(self, lab: Lab, node: str) -> None:
+        lab.check_node(node)
+        self.lab = lab
+        self.node = node
+        self.container = lab.engine.get(lab.settings.container(node))
+        if self.container is None:
+            raise KnightError(f"{node}: no container in lab {lab.settings.lab!r}")
+
+    def inject(self) -> None:
+        raise NotImplementedError
+
+    def undo(self) -> None:
+        raise NotImplementedError
+
+
+class Stop(Fault):
+    NAME = "stop"
+
+    def inject(self) -> None:
+        self.container.stop(timeout=1)
+
+    def undo(self) -> None:
+        self.container.reload()
+        if self.container.status != "running":
+            self.container.start()
+
+
+class Pause(Fault):
+    NAME = "pause"
+
+    def inject(self) -> None:
+        self.container.pause()
+
+    def undo(self) -> None:
+        self.container.reload()
+        if self.container.status == "paused":
+            self.container.unpause()
+
+
+class Partition(Fault):
+    """Cut the node off the lab network (the venue and the artifact store become unreachable)."""
+
+    NAME = "partition"
+
+    def inject(self) -> None:
+        self.lab.engine.client.networks.get(self.lab.settings.network).disconnect(self.container)
+
+    def undo(self) -> None:
+        self.container.reload()
+        if self.lab.settings.network not in self.container.attrs["NetworkSettings"]["Networks"]:
+            network = self.lab.engine.client.networks.get(self.lab.settings.network)
+            network.connect(self.container, aliases=[self.node])
+
+
+class Corrupt(Fault):
+    """Damage the node's staged copy of the release being deployed (one file gets a line)."""
+
+    NAME = "corrupt"
+    release = "8.0.0"
+
+    def inject(self) -> None:
+        path = f"/opt/smars/releases/{self.release}/smars/wire.py"
+        self.lab.engine.exec(
+            self.container, ["sh", "-c", f"[ -f {path} ] && echo '# corrupt' >> {path}"]
+        )
+
+    def undo(self) -> None:
+        # The next stage finds the tree wrong and replaces the whole copy.
+        pass
+
+
+FAULTS: dict[str, type[Fault]] = {f.NAME: f for f in (Stop, Pause, Partition, Corrupt)}
+
+#: Where in a guarded deploy a fault can land (the phase whose first task starts it).
+PHASES = ("preflight", "stage", "flip", "verify", "resume")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    fault: str
+    node: str
+    phase: str
+
+    def __str__(self) -> str:
+        return f"{self.fault} {self.node} at {self.phase}"
+
+
+@dataclass
+class ScheduleResult:
+    schedule: Schedule
+    injected: bool
+    status: str
+    releases: dict[str, str | None]
+    uniform: bool
+    lost_orders: int
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        """The guarantee held: one release everywhere afterwards, and no order lost."""
+        return self.uniform and self.lost_orders == 0
+
+
+@dataclass
+class CampaignResult:
+    seed: int
+    schedules: list[ScheduleResult] = field(default_factory=list)
+
+    @property
+    def mixed(self) -> int:
+        return sum(not r.uniform for r in self.schedules)
+
+    @property
+    def lost_orders(self) -> int:
+        return sum(r.lost_orders for r in self.schedules)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "schedules": len(self.schedules),
+            "mixed_end_states": self.mixed,
+            "lost_orders": self.lost_orders,
+            "statuses": {
+                s: sum(r.status == s for r in self.schedules)
+                for s in sorted({r.status for r in self.schedules})
+            },
+            "runs": [asdict(r) | {"schedule": str(r.schedule)} for r in self.schedules],
+        }
+
+
+def schedules(lab: Lab, seed: int, count: int) -> list[Schedule]:
+    """`count` fault schedules drawn with `seed`: the same seed always gives the same list."""
+    rng = random.Random(seed)
+    faults = sorted(FAULTS)
+    return [
+        Schedule(rng.choice(faults), rng.choice(lab.settings.node_names), rng.choice(PHASES))
+        for _ in range(count)
+    ]
+
+
+def run_schedule(lab: Lab, schedule: Schedule, target: str = "8.0.0") -> ScheduleResult:
+    """Reset the lab, deploy `target` under light load, inject the fault when its phase starts,
+    undo it, and check the end state: one release everywhere, no order lost."""
+    lab.reset()
+    fault = FAULTS[schedule.fault](lab, schedule.node)
+    hit = threading.Event()
+
+    def on_event(ev: TaskEvent) -> None:
+        if ev.kind == "task_start" and ev.phase == schedule.phase and not hit.is_set():
+            hit.set()
+            fault.inject()
+
+    others = tuple(n for n in lab.settings.node_names if n != schedule.node)
+    outcome: dict[str, Any] = {}
+    load = threading.Thread(
+        target=lambda: outcome.setdefault(
+            "load", run_load(lab, LoadSpec(nodes=others, rate=100, duration_s=6, drain_s=6))
+        ),
+        daemon=True,
+    )
+    load.start()
+    try:
+        result = deploy(lab, target, on_event=on_event)
+    finally:
+        fault.undo()
+    load.join(timeout=60)
+    lab.wait_healthy(timeout=45)
+    releases = {n.name: n.release for n in lab.status().nodes}
+    account = outcome.get("load")
+    return ScheduleResult(
+        schedule=schedule,
+        injected=hit.is_set(),
+        status=result.status,
+        releases=releases,
+        uniform=len(set(releases.values())) == 1,
+        lost_orders=account.unanswered if account else -1,
+        error=result.error,
+    )
+
+
+def run_campaign(
+    lab: Lab, seed: int, count: int, progress: Callable[[ScheduleResult], None] | None = None
+) -> CampaignResult:
+    campaign = CampaignResult(seed)
+    for schedule in schedules(lab, seed, count):
+        result = run_schedule(lab, schedule)
+        campaign.schedules.append(result)
+        if progress:
+            progress(result)
+    lab.reset()
+    return campaign
