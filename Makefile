@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # Integration tests run their own lab, so they never disturb the one `make lab` brings up.
 TEST_LAB ?= knight-test
 
-.PHONY: help setup image releases lab lab-down status load deploy rollback verify bench test test-unit test-integration lint format clean demo
+.PHONY: help setup image releases lab lab-down status load deploy rollback verify faults bench test test-unit test-integration lint format clean demo
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -47,6 +47,11 @@ deploy: lab ## Deploy VERSION (default 8.0.0) to every node, all or none
 
 rollback: lab ## Put every node back on the baseline release
 	$(KNIGHT) rollback
+
+FAULTS ?= 100
+SEED ?= 2012
+faults: lab ## Deploy under FAULTS seeded fault schedules (default 100): mixed end states, lost orders
+	$(KNIGHT) faults --seed $(SEED) --count $(FAULTS)
 
 bench: image ## Measure the performance figures into reports/bench.json
 	$(KNIGHT) bench

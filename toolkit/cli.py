@@ -453,6 +453,51 @@ def verify_cmd(release: str | None, pytest_args: tuple[str, ...]) -> None:
     sys.exit(0 if result.ok else 1)
 
 
+@main.command("faults")
+@click.option(
+    "--seed", type=int, default=2012, show_default=True, help="Seed of the fault schedules."
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1, 10_000),
+    default=100,
+    show_default=True,
+    help="How many schedules (fault, node, phase) to run.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the campaign (default: reports/faults.json).",
+)
+def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
+    """Deploy under a seeded campaign of faults (stop, pause, partition, corrupt a staged
+    artifact) landing in each phase; count mixed-version end states and lost orders."""
+    from .faults import run_campaign
+
+    lab_ = _lab()
+    path = json_path or lab_.settings.reports / "faults.json"
+    done = [0]
+
+    with _progress(f"fault campaign, seed {seed}") as say:
+
+        def show(r) -> None:
+            done[0] += 1
+            mark = "ok" if r.ok else "[red]BROKEN[/red]"
+            say(f"{done[0]}/{count} {r.schedule}: {r.status}, lost {r.lost_orders} — {mark}")
+
+        campaign = run_campaign(lab_, seed, count, progress=show)
+    doc = campaign.to_json()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    out.print(
+        f"{doc['schedules']} schedules: {doc['mixed_end_states']} mixed end states, "
+        f"{doc['lost_orders']} lost orders; statuses {doc['statuses']} — written to {path}"
+    )
+    sys.exit(0 if campaign.mixed == 0 and campaign.lost_orders == 0 else 1)
+
+
 # -- bench -------------------------------------------------------------------------------------
 @main.command()
 @click.option(

@@ -147,3 +147,14 @@ def test_a_corrupted_staged_artifact_is_caught_before_the_switch(baseline: Lab):
     assert result.status == "rolled_back", result
     assert "smars-2" in result.error and "tree" in result.error
     assert {n.release for n in baseline.status().nodes} == {"7.1.0"}
+
+
+def test_a_small_seeded_fault_campaign_never_ends_mixed_nor_loses_an_order(lab: Lab):
+    from toolkit.faults import run_campaign, schedules
+
+    assert schedules(lab, 7, 3) == schedules(lab, 7, 3)  # seeded: the same list every time
+    campaign = run_campaign(lab, seed=7, count=3)
+    assert len(campaign.schedules) == 3
+    assert all(r.injected for r in campaign.schedules)
+    assert campaign.mixed == 0, campaign.to_json()
+    assert campaign.lost_orders == 0, campaign.to_json()
