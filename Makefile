@@ -48,6 +48,9 @@ deploy: lab ## Deploy VERSION (default 8.0.0) to every node, all or none
 rollback: lab ## Put every node back on the baseline release
 	$(KNIGHT) rollback
 
+verify: lab ## Run the testinfra suite (tests/infra) on every node of the lab
+	$(KNIGHT) verify
+
 FAULTS ?= 100
 SEED ?= 2012
 faults: lab ## Deploy under FAULTS seeded fault schedules (default 100): mixed end states, lost orders
