@@ -28,6 +28,9 @@ ETC = Path(os.environ.get("SMARS_ETC", "/etc/smars"))
 PID_FILE = Path(os.environ.get("SMARS_PID_FILE", "/run/smars/router.pid"))
 ADMIN = os.environ.get("SMARS_ADMIN_URL", "http://127.0.0.1:8001")
 TOKEN_FILE = ETC / "admin.token"
+#: Written by a guarded flip, removed when the fleet is verified (resume) or put back (restore):
+#: a node that restarts with it still there goes back to the release it names (knight-node).
+PENDING = Path(os.environ.get("SMARS_PENDING", "/var/lib/smars/switch.pending"))
 
 
 class Failed(Exception):
@@ -212,6 +215,12 @@ def cmd_verify(version: str, tree: str) -> dict:
     return {"verified": version, "tree": tree}
 
 
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _point_current_at(version: str) -> None:
     link = HOME / "current.new"
     if link.is_symlink() or link.exists():
@@ -265,6 +274,9 @@ def cmd_switch(version: str, tree: str, timeout: str = "15") -> dict:
 def cmd_flip(version: str, tree: str, timeout: str = "15") -> dict:
     """The guarded deploy's flip: re-check the staged tree, pause intake, switch, stay paused."""
     _verify(version, tree)
+    previous = current_release()
+    if previous and previous != version:
+        _write(PENDING, previous + "\n")
     paused = post("/intake/pause")
     paused_at = time.time()
     return cmd_switch(version, tree, timeout) | {
@@ -278,6 +290,7 @@ def cmd_restore(version: str, tree: str, timeout: str = "15") -> dict:
     result = {"release": current_release()}
     if version and (current_release() != version or identity()["tree"] != tree):
         result = cmd_switch(version, tree, timeout)
+    PENDING.unlink(missing_ok=True)
     post("/intake/resume")
     return result | {"intake": "open"}
 
@@ -287,6 +300,8 @@ def cmd_pause() -> dict:
 
 
 def cmd_resume() -> dict:
+    """The fleet runs the new release: the switch is committed, intake opens."""
+    PENDING.unlink(missing_ok=True)
     return post("/intake/resume") | {"resumed_at": time.time()}
 
 
@@ -310,9 +325,7 @@ def cmd_flag(name: str, value: str, meaning: str) -> dict:
         doc, flags = {"flags": {}}, {}
         doc["flags"] = flags
     flags[name] = {"value": value == "on", "meaning": meaning}
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    _write(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
     reloaded = post("/reload")
     if reloaded.get("flags_error"):
         raise Failed(f"router refused the flags file: {reloaded['flags_error']}")

@@ -151,6 +151,8 @@ class Target(asyncio.Protocol):
         self.port = int(port)
         self.transport: asyncio.Transport | None = None
         self.writable = False
+        # The router sent `closing`: nothing more is sent on this connection, which it closes.
+        self.handed_over = False
         self.epoch = 0
         self.inflight = 0
         self.connects = 0
@@ -163,6 +165,7 @@ class Target(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.writable = True
+        self.handed_over = False
         self.epoch += 1
         # Orders left on a previous connection get no answer on this one: free their slots.
         self.inflight = 0
@@ -181,8 +184,21 @@ class Target(asyncio.Protocol):
         self.writable = False
 
     def resume_writing(self) -> None:
+        if self.handed_over:
+            return
         self.writable = True
         self.gen.target_ready(self)
+
+    def _hand_over(self) -> None:
+        """The router sent `closing` (docs/protocol.md): send nothing more here, half-close so it
+        knows it has every line, and read its answers until it closes; then _keep_connected
+        reconnects. Orders in flight here are answered on this connection."""
+        if self.handed_over or self.transport is None:
+            return
+        self.handed_over = True
+        self.writable = False  # the window is closed
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
 
     # -- answers -----------------------------------------------------------------------------
 
@@ -214,6 +230,9 @@ class Target(asyncio.Protocol):
         try:
             m = loads(line)  # type: ignore[arg-type]
             kind = m["type"]
+            if kind == "closing":
+                self._hand_over()
+                return
             i = parents.by_id[m["id"]]
         except (ValueError, TypeError, KeyError, RecursionError):
             # Not ours (or not readable): nothing to account it to.
@@ -413,7 +432,7 @@ class LoadGen:
         count = self.cfg.count
         if count is not None:
             k = min(k, count - self.sent)
-        if k <= 0 or target.transport is None:
+        if k <= 0 or target.transport is None or target.handed_over:
             return 0
         if self.first_send is None:
             self.first_send = now
@@ -632,7 +651,7 @@ class LoadGen:
         if now >= self._deadline or self._closing:
             raise _RunOver
         target = self.targets[parents.target[i]]
-        if target.transport is None:
+        if target.transport is None or target.handed_over:
             raise _RetryAsked(parents.reason.get(i) or "disconnected")
         if parents.epoch[i] != target.epoch:
             parents.epoch[i] = target.epoch

@@ -276,7 +276,8 @@ class Node:
 
     async def switch_release(self) -> None:
         """Pause intake for the moment, let sor/rlp parents settle (bounded), cancel the rest,
-        close client connections cleanly, and re-execute from the current release link."""
+        hand client connections over (`closing`) and close them cleanly, and re-execute from the
+        current release link."""
         target = os.path.realpath(self.config.current_path)
         problem = switch.unrunnable(target)
         if problem:
@@ -287,7 +288,9 @@ class Node:
         try:
             settled = await self._drain(self.config.drain_timeout_s)
             cancelled = self.book.cancel_all("restart")
-            await self.orders.close_sessions(_CLOSE_CLIENTS_S)
+            # Every client is told `closing`: what it still sends is answered (intake is paused),
+            # and it reconnects into the kept backlog; so no order is lost in the switch.
+            await self.orders.hand_over(_CLOSE_CLIENTS_S, "restart")
             self.venue.stop()
             await self.loop.run_in_executor(None, self.admin.stop_serving)
             await self._admin_idle(_ADMIN_IDLE_S)
@@ -300,6 +303,7 @@ class Node:
             self._error("switch", "switch_failed", target=target, error=repr(e))
             self.state.switching = False
             if self._stop is None or not self._stop.done():
+                await self.orders.start()
                 self.admin.start()
                 self.venue.start()
 

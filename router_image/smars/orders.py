@@ -84,7 +84,8 @@ class OrderSession(asyncio.Protocol):
         self._lines = wire.LineBuffer()
         self._transport: asyncio.Transport | None = None
         self.outbox: wire.Outbox | None = None
-        self.closing = False
+        self.closing = False  # answers nothing more (EOF sent)
+        self.handed_over = False  # `closing` sent: still answers, closes at the client's EOF
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -92,6 +93,8 @@ class OrderSession(asyncio.Protocol):
         self._transport = transport
         self.outbox = wire.Outbox(self._port.loop, transport)
         self._port.sessions.add(self)
+        if self._port.handover is not None:
+            self.hand_over(self._port.handover)  # accepted just before the port stopped
 
     def data_received(self, data: bytes) -> None:
         outbox = self.outbox
@@ -109,8 +112,12 @@ class OrderSession(asyncio.Protocol):
             outbox.flush()
 
     def eof_received(self) -> bool:
-        # The client hung up (a half-close cannot be told from a close, and keeping every
-        # such connection open for fills that may never come would leak them): close ours.
+        # The client hung up, or half-closed after a `closing` (it has sent its last line, and
+        # every one was answered as it was read): write what is pending and close ours. A
+        # half-close cannot be told from a close, and keeping every such connection open for
+        # fills that may never come would leak them.
+        if self.outbox is not None:
+            self.outbox.flush()
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -126,6 +133,17 @@ class OrderSession(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self._transport.resume_reading()
+
+    def hand_over(self, reason: str) -> None:
+        """Send `closing`: the client sends nothing more here and reconnects. Lines still on
+        their way are read and answered as usual; the connection closes at the client's EOF
+        (eof_received) or, for a client that ignores it, at close_gracefully."""
+        outbox = self.outbox
+        if self.closing or self.handed_over or outbox is None:
+            return
+        self.handed_over = True
+        outbox.add(wire.closing(reason))
+        outbox.flush()
 
     def close_gracefully(self) -> None:
         """Flush, send EOF, answer nothing more (before a re-exec)."""
@@ -156,6 +174,7 @@ class OrderPort:
         self.intake = intake
         self.internal_error = on_error
         self.sessions: set[OrderSession] = set()
+        self.handover: str | None = None  # the reason of a handover in progress
         self._server: asyncio.Server | None = None
 
     @property
@@ -163,20 +182,46 @@ class OrderPort:
         return int(self.sock.getsockname()[1])
 
     async def start(self) -> None:
+        """Accept connections (again, after a handover that did not end in a re-exec)."""
+        self.handover = None
+        if self._server is not None:
+            return
+        # The server gets a duplicate: closing it stops accepting while `sock` stays open and
+        # listening, so connections made meanwhile wait in its backlog for the next process.
         self._server = await self.loop.create_server(
-            lambda: OrderSession(self), sock=self.sock, backlog=1024
+            lambda: OrderSession(self), sock=self.sock.dup(), backlog=1024
         )
+
+    def _stop_accepting(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def hand_over(self, timeout_s: float, reason: str = "restart") -> None:
+        """Before a re-exec: stop accepting, send every client `closing`, keep answering what
+        it still sends, and wait (at most `timeout_s`) for each to half-close, which closes the
+        connection; the ones left then are closed as close_sessions does."""
+        self._stop_accepting()
+        self.handover = reason
+        for session in list(self.sessions):
+            session.hand_over(reason)
+        await self._wait_closed(timeout_s)
+        for session in list(self.sessions):
+            session.close_gracefully()
 
     async def close_sessions(self, timeout_s: float) -> None:
         """Let every client read its last answers and close, within `timeout_s`."""
         for session in list(self.sessions):
             session.close_gracefully()
+        await self._wait_closed(timeout_s)
+
+    async def _wait_closed(self, timeout_s: float) -> None:
         deadline = self.loop.time() + timeout_s
         while self.sessions and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
 
     def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
+        self._stop_accepting()
         for session in list(self.sessions):
             session.close_gracefully()
+        self.sock.close()

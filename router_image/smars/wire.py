@@ -25,6 +25,7 @@ __all__ = [
     "ack",
     "cancelled",
     "child",
+    "closing",
     "fill",
     "hello",
     "no_delay",
@@ -280,6 +281,12 @@ def reject(order_id: str | None, reason: str, detail: str | None = None) -> byte
 
 def cancelled(order_id: str, cum: int, reason: str) -> bytes:
     return _dumps({"type": "cancelled", "id": order_id, "cum": cum, "reason": reason})
+
+
+def closing(reason: str) -> bytes:
+    """The handover: the client sends nothing more on this connection and reconnects; every line
+    it already sent is still answered."""
+    return _dumps({"type": "closing", "reason": reason})
 
 
 def hello(node: str, release: str, tree: str) -> bytes:

@@ -402,3 +402,86 @@ def test_retries_end_with_the_run_and_the_drain() -> None:
     assert result["rejected_by_reason"] == {"intake_paused": result["rejected"]}
     assert result["retries"] > 0
     assert result["elapsed_s"] < 1.5
+
+
+class HandoverRouter(asyncio.Protocol):
+    """A router that switches release on each of its first `switches` connections: at the
+    `at`-th order line it pauses intake, 50 ms later sends `closing`, and answers the lines that
+    arrived meanwhile (retry rejects) only after the client's half-close, then closes."""
+
+    def __init__(self, log: dict, at: int = 20, switches: int = 2) -> None:
+        self.log = log
+        self.at = at
+        self.switches = switches
+        self.buf = b""
+        self.seen = 0
+        self.paused = False
+        self.held: list[str] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.log["connections"] += 1
+        self.switching = self.log["connections"] <= self.switches
+        self.log["transports"].append(transport)
+
+    def data_received(self, data: bytes) -> None:
+        assert not self.log["eof"].get(id(self)), "a line after the client's half-close"
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        out = []
+        for line in lines:
+            order = json.loads(line)
+            self.log["lines"] += 1
+            self.seen += 1
+            if self.switching and self.seen == self.at:
+                self.paused = True
+                asyncio.get_running_loop().call_later(0.05, self._closing)
+            if self.paused:
+                self.held.append(order["id"])
+            else:
+                out.extend(json.dumps(m) + "\n" for m in ack_and_fill(order, 1))
+        if out:
+            self.transport.write("".join(out).encode())  # type: ignore[attr-defined]
+
+    def _closing(self) -> None:
+        self.log["closings"] += 1
+        self.transport.write(b'{"type":"closing","reason":"restart"}\n')  # type: ignore[attr-defined]
+
+    def eof_received(self) -> bool:
+        if not self.paused:
+            return False  # the run's end
+        self.log["eof"][id(self)] = True
+        self.log["late"] += len(self.held)
+        reject = {"type": "reject", "reason": "intake_paused", "retry": True}
+        self.transport.write(  # type: ignore[attr-defined]
+            "".join(json.dumps({**reject, "id": i}) + "\n" for i in self.held).encode()
+        )
+        return False  # close, after writing the answers
+
+
+def test_on_closing_the_loadgen_half_closes_reads_to_the_end_and_reconnects() -> None:
+    log: dict = {"connections": 0, "lines": 0, "closings": 0, "late": 0, "eof": {}}
+    log["transports"] = []
+
+    async def go() -> dict:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: HandoverRouter(log), "127.0.0.1", 0)
+        target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            cfg = Config(targets=[target], rate=400, duration=0.8, drain=5, seed=3)
+            return await LoadGen(cfg).run()
+        finally:
+            server.close()
+            for t in log["transports"]:
+                t.close()
+
+    result = asyncio.run(go())
+    assert invariant_holds(result)
+    assert log["closings"] == 2 == len(log["eof"])  # each handover ended in a half-close
+    assert log["late"] >= 2  # lines that arrived after the pause were answered after the EOF
+    assert result["unanswered"] == 0
+    assert result["filled"] == result["sent"] > 100
+    assert result["retries"] >= log["late"]
+    assert result["attempts"] == log["lines"]
+    (row,) = result["per_target"].values()
+    assert row["connects"] == 3

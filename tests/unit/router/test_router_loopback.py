@@ -3,13 +3,16 @@ API, flags reload on SIGHUP and the release switch on SIGUSR2."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
+import threading
 import time
 
 import pytest
+from market.loadgen import Config, LoadGen, invariant_holds
 from router_fixtures import TOKEN, order, point
 from smars.release import tree_hash
 
@@ -270,8 +273,85 @@ def test_working_parents_are_cancelled_for_restart_on_a_switch(router_factory, r
     router.signal(signal.SIGUSR2)
     cancelled = client.until(lambda m: m["type"] == "cancelled")[-1]
     assert cancelled["reason"] == "restart"
-    assert client.reader.readline() == b""  # then the connection closes cleanly
+    assert client.receive() == {"type": "closing", "reason": "restart"}  # then the handover
+    # This client ignores it: the connection still closes cleanly, after the bound.
+    assert client.reader.readline() == b""
     router.wait_event("started", release="8.0.0")
+
+
+def test_a_switch_hands_each_connection_over_and_answers_every_late_line(router_factory, releases):
+    router = router_factory("7.1.0")
+    client = router.client()
+    client.send(order("H-1", qty=100))
+    assert client.until(finished)[-1]["leaves"] == 0
+    point(router.current, releases["8.0.1"])
+    since = len(router.events)
+    router.signal(signal.SIGUSR2)
+    assert client.receive() == {"type": "closing", "reason": "restart"}
+    # Lines that were on their way when `closing` left are still read and answered.
+    client.send(order("H-2", qty=100))
+    client.send(b"not json\n")
+    late = [client.receive(), client.receive()]
+    assert late[0] == {"type": "reject", "id": "H-2", "reason": "intake_paused", "retry": True}
+    assert (late[1]["type"], late[1]["reason"]) == ("reject", "malformed")
+    # The client's half-close tells the router it has everything: it closes at once.
+    begun = time.monotonic()
+    client.sock.shutdown(socket.SHUT_WR)
+    assert client.reader.readline() == b""
+    assert time.monotonic() - begun < 0.4  # not the bound (0.5 s)
+    router.wait_event("started", since=since, release="8.0.1")
+    # A new connection is served by the new process (once its venue link is up).
+    wait_for(lambda: router.admin("GET", "/health")[0] == 200, what="the venue link")
+    again = router.client()
+    again.send(order("H-3", qty=100))
+    assert again.until(finished)[-1]["leaves"] == 0
+
+
+def test_a_connection_made_during_the_switch_waits_for_the_new_process(router_factory, releases):
+    router = router_factory("7.1.0")
+    client = router.client()
+    point(router.current, releases["8.0.1"])
+    since = len(router.events)
+    router.signal(signal.SIGUSR2)
+    assert client.receive()["type"] == "closing"
+    # The old process accepts no more: this one is served by the new one, nothing is lost.
+    late = router.client()
+    late.send(order("W-1", qty=100))
+    client.sock.shutdown(socket.SHUT_WR)
+    assert client.reader.readline() == b""
+    answer = late.receive()  # no `closing` first: it was never the old process's connection
+    router.wait_event("started", since=since, release="8.0.1")
+    # The new process may read it before its venue link is up: a refusal to retry, then.
+    assert answer in (
+        {"type": "ack", "id": "W-1"},
+        {"type": "reject", "id": "W-1", "reason": "venue_down", "retry": True},
+    )
+
+
+def test_no_order_is_lost_when_the_router_switches_twice_under_load(router_factory, releases):
+    """The real load generator at 300 orders/s while the real router switches release twice:
+    every order ends filled (any refused for retry during a switch is sent again)."""
+    router = router_factory("7.1.0")
+    cfg = Config(
+        targets=[f"127.0.0.1:{router.order_port}"], rate=300, duration=4.0, drain=15, prefix="SW"
+    )
+    out: dict = {}
+    runner = threading.Thread(target=lambda: out.update(asyncio.run(LoadGen(cfg).run())))
+    runner.start()
+    try:
+        for release in ("8.0.1", "7.1.0"):
+            time.sleep(0.7)
+            since = len(router.events)
+            point(router.current, releases[release])
+            router.signal(signal.SIGUSR2)
+            router.wait_event("started", since=since, release=release)
+    finally:
+        runner.join(30)
+    assert not runner.is_alive()
+    assert invariant_holds(out)
+    assert out["unanswered"] == 0
+    assert out["sent"] == out["filled"] > 600
+    assert out["per_target"][cfg.targets[0]]["connects"] == 3  # one reconnect per switch
 
 
 def test_a_switch_to_a_broken_target_is_refused_and_the_node_keeps_running(
