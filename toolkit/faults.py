@@ -201,7 +201,8 @@ def run_schedule(lab: Lab, schedule: Schedule, target: str = "8.0.0") -> Schedul
         fault.undo()
     load.join(timeout=60)
     lab.wait_healthy(timeout=45)
-    releases = {n.name: n.release for n in lab.status().nodes}
+    # A node the rescue could not reach undoes its unconfirmed switch within the confirm window.
+    releases = lab.wait_uniform(timeout=25)
     account = outcome.get("load")
     return ScheduleResult(
         schedule=schedule,

@@ -34,6 +34,7 @@ Progress = Callable[[str], None]
 SMARS_HOME = "/opt/smars"
 SMARS_ETC = "/etc/smars"
 PID_FILE = "/run/smars/router.pid"
+PENDING_FILE = "/var/lib/smars/switch.pending"
 
 
 @dataclass
@@ -445,6 +446,16 @@ class Lab:
             raise LabError(f"{node}: switch to {version} failed: {out.strip()}")
         return self.wait_running(node, artifact.tree, timeout)
 
+    def wait_uniform(self, timeout: float = 30.0) -> dict[str, str | None]:
+        """Wait until every node runs one release (a node may still be undoing an unconfirmed
+        switch); returns node -> release as it stands when uniform or at the deadline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            releases = {n.name: n.release for n in self.status().nodes}
+            if len(set(releases.values())) == 1 or time.monotonic() >= deadline:
+                return releases
+            time.sleep(0.25)
+
     def wait_running(self, node: str, tree: str, timeout: float = 20.0) -> dict[str, Any]:
         """Wait until a node's /version reports `tree` (the code it runs) and it is healthy."""
         admin = self.node_admin(node, timeout=1.0)
@@ -487,6 +498,8 @@ class Lab:
         self.up()
 
         def one(node: str) -> None:
+            # A marker left by a failed deploy would make the node undo a switch later on.
+            self.engine.exec(self._container(node), ["rm", "-f", PENDING_FILE])
             admin = self.node_admin(node)
             admin.post("/resume")
             admin.post("/intake/resume")

@@ -42,6 +42,10 @@ class Config:
     state_path: str = "/var/lib/smars/state.json"
     pid_path: str = "/run/smars/router.pid"
     current_path: str = "/opt/smars/current"
+    #: A guarded flip leaves this marker until the fleet is verified; a switch still unconfirmed
+    #: `switch_confirm_s` after it was made is undone by the node itself (commit-confirmed).
+    pending_path: str = "/var/lib/smars/switch.pending"
+    switch_confirm_s: float = 10.0
 
     @property
     def venue_address(self) -> tuple[str, int]:
@@ -112,6 +116,8 @@ _RULES: Mapping[str, Callable[[Any], Any]] = {
     "state_path": _text,
     "pid_path": _text,
     "current_path": _text,
+    "pending_path": _text,
+    "switch_confirm_s": _seconds,
 }
 
 

@@ -8,6 +8,7 @@ import asyncio
 import os
 import signal
 import socket
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -95,6 +96,7 @@ class Node:
         if not os.environ.get(TOKEN_ENV):
             self.log.warning("admin_token_missing", detail="every POST will be refused")
         loop.call_later(_SUMMARY_INTERVAL_S, self._summarise_rejects)
+        self._arm_confirm()
         why = await self._stop
         await self._shutdown(why)
         return 0
@@ -273,6 +275,44 @@ class Node:
         self._switch = self.loop.create_task(self.switch_release())
 
     # Release switch.
+
+    def _arm_confirm(self) -> None:
+        """A guarded deploy flips a node with a marker naming the release it left, and removes
+        it once the whole fleet runs the new one. If the marker outlives the confirm window (the
+        deploy failed and could not reach this node to put it back), undo the switch here."""
+        path = Path(self.config.pending_path)
+        try:
+            made = path.stat().st_mtime
+            previous = path.read_text().strip()
+        except OSError:
+            return
+        if previous == self.release.version:
+            return  # already back where the marker points
+        delay = max(0.0, self.config.switch_confirm_s - (time.time() - made))
+        self.log.info("switch_unconfirmed", previous=previous, revert_in_s=round(delay, 3))
+        self.loop.call_later(delay, self._revert_unconfirmed, previous, made)
+
+    def _revert_unconfirmed(self, previous: str, made: float) -> None:
+        path = Path(self.config.pending_path)
+        try:
+            if path.stat().st_mtime != made:
+                return  # a newer switch owns the marker now
+        except OSError:
+            return  # confirmed in time
+        current = Path(self.config.current_path)
+        # Releases sit side by side: the one to go back to is a sibling of the running tree.
+        target = Path(os.path.realpath(current)).parent / previous
+        if not (target / "release.json").is_file():
+            self._error("switch", "switch_revert_impossible", previous=previous)
+            return
+        link = current.with_name(current.name + ".revert")
+        link.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(target, current.parent), link)
+        os.replace(link, current)
+        path.unlink(missing_ok=True)
+        self._persist(intake=OPEN)  # the failed deploy paused it; its undo opens it again
+        self._error("switch", "switch_reverted", previous=previous, reason="never confirmed")
+        self._on_sigusr2()
 
     async def switch_release(self) -> None:
         """Pause intake for the moment, let sor/rlp parents settle (bounded), cancel the rest,

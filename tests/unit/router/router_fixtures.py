@@ -162,6 +162,7 @@ class Router:
             "state_path": str(home / "state.json"),
             "pid_path": str(home / "router.pid"),
             "current_path": str(self.current),
+            "pending_path": str(home / "switch.pending"),
             "drain_timeout_s": 0.5,
             **settings,
         }

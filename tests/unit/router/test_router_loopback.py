@@ -10,6 +10,7 @@ import signal
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from market.loadgen import Config, LoadGen, invariant_holds
@@ -377,3 +378,32 @@ def test_sigterm_stops_cleanly_and_removes_the_pid_file(router_factory):
     assert not pid_file.exists()
     assert router.events[-1]["event"] == "stopped"
     assert os.path.exists(router.home / "state.json") is False  # nothing changed, nothing written
+
+
+def test_an_unconfirmed_switch_is_undone_by_the_node_itself(router_factory, releases):
+    # A guarded deploy flipped this node to 8.0.0 and paused its intake, then could not reach it
+    # to confirm (or to put it back): once the confirm window is over, the node goes back.
+    router = router_factory("8.0.0", switch_confirm_s=0.5)
+    pending = Path(router.home) / "switch.pending"
+    assert not pending.exists()
+    router.admin("POST", "/intake/pause", token=TOKEN)
+    pending.write_text("7.1.0\n")
+    router.signal(signal.SIGUSR2)  # re-exec: the new process finds the marker
+    router.wait_event("switch_reverted", previous="7.1.0")
+    router.wait_event("started", release="7.1.0")
+    version = router.admin("GET", "/version")[1]
+    assert (version["release"], version["intake"]) == ("7.1.0", "open")
+    assert not pending.exists()
+    assert os.path.realpath(router.current) == str(releases["7.1.0"])
+
+
+def test_a_confirmed_switch_stays(router_factory, releases):
+    router = router_factory("8.0.0", switch_confirm_s=1.0)
+    pending = Path(router.home) / "switch.pending"
+    pending.write_text("7.1.0\n")
+    router.signal(signal.SIGUSR2)
+    router.wait_event("switch_unconfirmed", previous="7.1.0")
+    pending.unlink()  # the fleet was verified: the deploy confirms
+    time.sleep(1.5)
+    assert router.admin("GET", "/version")[1]["release"] == "8.0.0"
+    assert not [e for e in router.events if e.get("event") == "switch_reverted"]
