@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .ansible import run_playbook
+from .deploy import deploy, playbook_vars
 from .errors import KnightError
 from .lab import Lab
 from .load import LoadSpec, run_echo, run_load
@@ -28,6 +31,11 @@ GOALS = {
     "router_to_floor_ratio": ">= 0.25",
     "fleet_scaling": ">= 1.25",
     "lab_up_s": "<= 15",
+    "deploy_guarded_s": "<= 10",
+    "deploy_overhead_ratio": "<= 1.5",
+    "flip_skew_ms": "<= 250",
+    "intake_pause_ms": "<= 1000",
+    "interleaved_orders": "== 0",
 }
 
 ROUNDS = 3
@@ -104,10 +112,66 @@ def lab_figures(lab: Lab, say: Progress, orders: int = 100_000) -> dict[str, Any
     return figures
 
 
-def run_bench(lab: Lab, path: Path, progress: Progress | None = None) -> dict[str, Any]:
+def deploy_figures(lab: Lab, say: Progress, target: str = "8.0.0") -> dict[str, Any]:
+    """The guarded deploy beside a bare stage-and-flip and the 2012 manual one, in one run;
+    then a guarded deploy under load, counted from the venue's execution log."""
+    figures: dict[str, Any] = {}
+    lab.reset()
+    guarded = deploy(lab, target)
+    if guarded.status != "deployed":
+        raise KnightError(f"bench: guarded deploy {guarded.status}: {guarded.error}")
+    say(f"guarded deploy {guarded.duration_s}s")
+    lab.reset()
+    minimal = run_playbook(lab.settings, "minimal_deploy.yml", playbook_vars(lab, target))
+    if minimal.rc != 0:
+        raise KnightError(f"bench: minimal deploy failed: {minimal.first_failure}")
+    say(f"minimal deploy {minimal.duration_s}s")
+    lab.reset()
+    manual = deploy(lab, target, unsafe=True)
+    say(f"manual deploy {manual.duration_s}s")
+    figures["deploy_guarded_s"] = guarded.duration_s
+    figures["deploy_minimal_s"] = minimal.duration_s
+    figures["deploy_manual_s"] = manual.duration_s
+    figures["deploy_overhead_ratio"] = round(guarded.duration_s / minimal.duration_s, 3)
+    figures["flip_skew_ms"] = guarded.timings.get("flip_skew_ms")
+    figures["intake_pause_ms"] = guarded.timings.get("intake_pause_ms")
+
+    lab.reset()
+    account: dict[str, Any] = {}
+    load = threading.Thread(
+        target=lambda: account.setdefault(
+            "load", run_load(lab, LoadSpec(rate=400, duration_s=12, drain_s=8))
+        )
+    )
+    load.start()
+    time.sleep(2)
+    loaded = deploy(lab, target)
+    load.join()
+    releases = [e["release"] for e in lab.executions()]
+    first_new = releases.index(target) if target in releases else len(releases)
+    figures["interleaved_orders"] = sum(r != target for r in releases[first_new:])
+    figures["deploy_under_load_status"] = loaded.status
+    figures["orders_lost_during_deploy"] = account["load"].unanswered
+    say(
+        f"under load: {figures['interleaved_orders']} interleaved, {account['load'].unanswered} lost"
+    )
+    lab.reset()
+    return figures
+
+
+def run_bench(
+    lab: Lab,
+    path: Path,
+    progress: Progress | None = None,
+    parts: tuple[str, ...] = ("lab", "deploy"),
+) -> dict[str, Any]:
     """Measure, merge into `path`, and return {figure: {value, goal}}."""
     say = progress or (lambda _m: None)
-    figures = lab_figures(lab, say)
+    figures: dict[str, Any] = {}
+    if "lab" in parts:
+        figures |= lab_figures(lab, say)
+    if "deploy" in parts:
+        figures |= deploy_figures(lab, say)
     doc: dict[str, Any] = {}
     if path.exists():
         try:

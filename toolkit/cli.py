@@ -507,14 +507,20 @@ def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
     default=None,
     help="Where to write the figures (default: reports/bench.json).",
 )
-def bench(json_path: Path | None) -> None:
+@click.option(
+    "--only",
+    type=click.Choice(["lab", "deploy"]),
+    multiple=True,
+    help="Measure only these parts (default: all).",
+)
+def bench(json_path: Path | None, only: tuple[str, ...]) -> None:
     """Measure the lab's performance figures, each as a ratio within one run."""
     from .bench import run_bench
 
     lab_ = _lab()
     path = json_path or lab_.settings.reports / "bench.json"
     with _progress("benchmarking") as say:
-        figures = run_bench(lab_, path, progress=say)
+        figures = run_bench(lab_, path, progress=say, parts=only or ("lab", "deploy"))
     table = Table("figure", "value", "goal")
     for name, entry in figures.items():
         table.add_row(name, str(entry.get("value")), entry.get("goal", ""))

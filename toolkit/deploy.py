@@ -94,7 +94,7 @@ def _status(run: PlaybookResult, version: str, after: dict[str, dict[str, str | 
     return "failed"
 
 
-def _extravars(lab: Lab, version: str) -> dict[str, Any]:
+def playbook_vars(lab: Lab, version: str) -> dict[str, Any]:
     artifact = lab.publish(version)
     return {
         "knight_release": version,
@@ -120,7 +120,7 @@ def deploy(
     lab.catalog.get(version)
     before = _releases(lab)
     playbook = "manual_deploy.yml" if unsafe else "deploy.yml"
-    run = run_playbook(lab.settings, playbook, _extravars(lab, version), _limit(skip), on_event)
+    run = run_playbook(lab.settings, playbook, playbook_vars(lab, version), _limit(skip), on_event)
     after = _releases(lab)
     status = _status(run, version, after)
     failure = run.first_failure
