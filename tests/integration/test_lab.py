@@ -48,7 +48,7 @@ def test_up_is_idempotent(lab: Lab):
     lab.up()
     after = {c.name: c.id for c in lab.engine.containers()}
     assert after == before
-    assert len(after) == 10  # eight routers, the venue, the client
+    assert len(after) == 11  # eight routers, the venue, the client, the artifact store
 
 
 def test_ports_are_published_on_loopback_only(lab: Lab):
@@ -78,9 +78,9 @@ def test_down_removes_every_labelled_thing_even_after_a_crash():
         engine = Engine(small.lab)
         victim = engine.get(small.container("smars-1"))
         victim.kill()  # a crash leaves a dead container behind
-        assert len(engine.containers()) == 4
+        assert len(engine.containers()) == 5  # two nodes, venue, client, artifact store
         removed = lab.down()
-        assert removed == {"containers": 4, "networks": 1, "volumes": 0}
+        assert removed == {"containers": 5, "networks": 1, "volumes": 0}
         assert engine.containers() == []
         assert engine.client.networks.list(filters={"label": [f"{LABEL}={small.lab}"]}) == []
     finally:
