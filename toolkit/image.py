@@ -120,4 +120,6 @@ def build_image(settings: Settings, engine: Engine, progress: Progress | None = 
             raise KnightError(f"docker build failed: {exc.msg}\n{log[-1500:]}") from None
         except docker.errors.APIError as exc:
             raise KnightError(f"docker build failed: {exc.explanation or exc}") from None
+    # Each rebuild leaves the previous lab image untagged: do not let them pile up.
+    engine.client.images.prune(filters={"dangling": True, "label": "knight.image=lab"})
     return settings.image
