@@ -9,6 +9,7 @@ Standard library only: it runs on the node, beside whatever release is installed
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import inspect
 import json
@@ -178,6 +179,9 @@ def cmd_stage(version: str, tree: str, sha256: str, url: str) -> dict:
         found = tree_hash(partial)
         if found != tree:
             raise Failed(f"unpacked tree {found[:12]} is not the manifest's {tree[:12]}")
+        # Bytecode now, not at the switch: the router's restart is part of the intake pause.
+        # (__pycache__ is not part of the tree, so the hash stays the manifest's.)
+        compileall.compile_dir(str(partial), quiet=1)
         target = releases / version
         if target.exists():
             shutil.rmtree(target)  # a damaged copy: replaced by the verified one
@@ -271,9 +275,13 @@ def cmd_switch(version: str, tree: str, timeout: str = "15") -> dict:
     }
 
 
-def cmd_flip(version: str, tree: str, timeout: str = "15") -> dict:
-    """The guarded deploy's flip: re-check the staged tree, pause intake, switch, stay paused."""
+def cmd_flip(version: str, tree: str, timeout: str = "15", at: str = "0") -> dict:
+    """The guarded deploy's flip: re-check the staged tree, wait for the instant the controller
+    chose for the whole fleet (`at`, epoch seconds), pause intake, switch, stay paused."""
     _verify(version, tree)
+    delay = float(at) - time.time()
+    if delay > 0:
+        time.sleep(min(delay, 5.0))  # every node flips together, however late its task began
     previous = current_release()
     if previous and previous != version:
         _write(PENDING, previous + "\n")
