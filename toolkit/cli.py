@@ -417,26 +417,26 @@ def _finish_fleet(result, as_json: bool) -> None:
     sys.exit(0 if result.status == "done" else 1)
 
 
+def _killswitch(kill: bool, as_json: bool) -> None:
+    from .deploy import killswitch
+
+    with _progress("kill switch" if kill else "resume trading", quiet=as_json) as say:
+        result = killswitch(_lab(), kill, on_event=_ansible_progress(say))
+    _finish_fleet(result, as_json)
+
+
 @main.command("kill")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def kill_cmd(as_json: bool) -> None:
     """Kill switch: every node stops trading and cancels its working orders."""
-    from .deploy import killswitch
-
-    with _progress("kill switch", quiet=as_json) as say:
-        result = killswitch(_lab(), True, on_event=_ansible_progress(say))
-    _finish_fleet(result, as_json)
+    _killswitch(True, as_json)
 
 
 @main.command("resume")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def resume_cmd(as_json: bool) -> None:
     """Lift the kill switch on every node."""
-    from .deploy import killswitch
-
-    with _progress("resume trading", quiet=as_json) as say:
-        result = killswitch(_lab(), False, on_event=_ansible_progress(say))
-    _finish_fleet(result, as_json)
+    _killswitch(False, as_json)
 
 
 @main.command("verify")

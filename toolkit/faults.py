@@ -34,10 +34,11 @@ class Fault:
 
     NAME: ClassVar[str]
 
-    def __init__(self, lab: Lab, node: str) -> None:
+    def __init__(self, lab: Lab, node: str, release: str) -> None:
         lab.check_node(node)
         self.lab = lab
         self.node = node
+        self.release = release  # the release being deployed while the fault lands
         self.container = lab.engine.get(lab.settings.container(node))
         if self.container is None:
             raise KnightError(f"{node}: no container in lab {lab.settings.lab!r}")
@@ -92,7 +93,6 @@ class Corrupt(Fault):
     """Damage the node's staged copy of the release being deployed (one file gets a line)."""
 
     NAME = "corrupt"
-    release = "8.0.0"
 
     def inject(self) -> None:
         path = f"/opt/smars/releases/{self.release}/smars/wire.py"
@@ -178,7 +178,7 @@ def run_schedule(lab: Lab, schedule: Schedule, target: str = "8.0.0") -> Schedul
     """Reset the lab, deploy `target` under light load, inject the fault when its phase starts,
     undo it, and check the end state: one release everywhere, no order lost."""
     lab.reset()
-    fault = FAULTS[schedule.fault](lab, schedule.node)
+    fault = FAULTS[schedule.fault](lab, schedule.node, target)
     hit = threading.Event()
 
     def on_event(ev: TaskEvent) -> None:

@@ -109,6 +109,20 @@ class VenueProcess:
                 return out
 
 
+#: The venue on loopback, on free ports (it logs the ones it got in its `listening` event).
+VENUE_ARGV = [
+    sys.executable,
+    "-m",
+    "market.venue",
+    "--host",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--admin-port",
+    "0",
+]
+
+
 def venue_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROUTER_IMAGE), env.get("PYTHONPATH", "")])
@@ -120,19 +134,7 @@ def venue_env() -> dict[str, str]:
 def venue() -> Iterator[VenueProcess]:
     """`python3 -m market.venue` on free ports, found from its `listening` log event."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "market.venue",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--admin-port",
-            "0",
-            "--cap",
-            "1000",
-        ],
+        [*VENUE_ARGV, "--cap", "1000"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=venue_env(),

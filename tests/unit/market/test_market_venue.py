@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 
 from market.pricing import fair_cents
-from market_fixtures import ROUTER_IMAGE, TOKEN, VenueProcess, venue_env
+from market_fixtures import ROUTER_IMAGE, TOKEN, VENUE_ARGV, VenueProcess, venue_env
 
 
 def http(v: VenueProcess, path: str, body: dict | None = None, token: str | None = None):
@@ -271,17 +271,7 @@ def test_bad_arguments_end_in_one_line_and_exit_2() -> None:
 
 def test_the_venue_stops_on_sigterm() -> None:
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "market.venue",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--admin-port",
-            "0",
-        ],
+        VENUE_ARGV,
         stdout=subprocess.PIPE,
         text=True,
         env=venue_env(),
