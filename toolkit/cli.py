@@ -81,6 +81,27 @@ def _lab():
     return Lab()
 
 
+def _guards_option(f: Callable) -> Callable:
+    return click.option(
+        "--guards",
+        "guards_text",
+        metavar="LIST",
+        help="Guards to run with: comma-separated names of atomic, fencing, flags, risk, "
+        "monitor, rollback; or all, none (default: KNIGHT_GUARDS, else "
+        "atomic,fencing,risk,rollback).",
+    )(f)
+
+
+def _guards(text: str | None, unsafe: bool = False):
+    from .guards import GuardSet, default_guards
+
+    if unsafe:
+        if text:
+            raise click.UsageError("--unsafe means no guard; leave out --guards")
+        return GuardSet()
+    return GuardSet.parse(text) if text is not None else default_guards()
+
+
 # -- image -------------------------------------------------------------------------------------
 @main.group()
 def image() -> None:
@@ -207,6 +228,33 @@ def lab_reset() -> None:
     _print_status(lab_.status())
 
 
+@lab.command("guards")
+@click.argument("guards_text", metavar="[LIST]", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print each node's switches as JSON.")
+def lab_guards(guards_text: str | None, as_json: bool) -> None:
+    """Show, or with LIST set, the guards the routers enforce themselves (fencing, flags,
+    risk). LIST is comma-separated guard names, all or none; the other guards act in the
+    toolkit and are chosen per command (--guards)."""
+    from .guards import GuardSet
+
+    lab_ = _lab()
+    if guards_text is not None:
+        lab_.set_guards(GuardSet.parse(guards_text))
+    found = {n: lab_.node_admin(n).get("/version").get("guards") for n in lab_.settings.node_names}
+    if as_json:
+        _emit_json(found)
+        return
+    table = Table("node", "fencing", "flags", "risk", "error", title="router guards")
+    for node, g in found.items():
+        g = g or {}
+        table.add_row(
+            node,
+            *("on" if g.get(k) else "off" for k in ("fencing", "flags", "risk")),
+            escape(g.get("error") or "-"),
+        )
+    out.print(table)
+
+
 def _node_key(name: str) -> tuple[int, str]:
     """smars-2 before smars-10."""
     head = name.split(":")[0]
@@ -324,10 +372,15 @@ def _print_deploy(result) -> None:
         row = result.nodes[node]
         table.add_row(node, row["before"] or "-", row["after"] or "-")
     out.print(table)
+    by = f" by the {result.refused_by} guard" if result.refused_by else ""
     out.print(
-        f"[{colour}]{result.status}[/{colour}] in {result.duration_s:.1f}s"
+        f"[{colour}]{result.status}{by}[/{colour}] in {result.duration_s:.1f}s"
         + (f" — {escape(result.error)}" if result.error else "")
     )
+    if result.plan and not result.plan.get("safe", True):
+        out.print("The safe sequence:")
+        for i, step in enumerate(result.plan.get("sequence", []), 1):
+            out.print(f"  {i}. {escape(step['command'])}", highlight=False)
     timings = {k: v for k, v in result.timings.items() if v is not None and k != "playbook_s"}
     if timings:
         out.print(", ".join(f"{k} {v}" for k, v in timings.items()))
@@ -353,15 +406,24 @@ def _finish(result, as_json: bool) -> None:
 @click.option(
     "--unsafe", is_flag=True, help="The 2012 way: host by host, no barrier, no verification."
 )
+@_guards_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def deploy_cmd(version: str, skip: tuple[str, ...], unsafe: bool, as_json: bool) -> None:
-    """Deploy VERSION to every node, or to none (exit 0 only when every node runs VERSION)."""
+def deploy_cmd(
+    version: str, skip: tuple[str, ...], unsafe: bool, guards_text: str | None, as_json: bool
+) -> None:
+    """Deploy VERSION to every node, or to none (exit 0 only when every node runs VERSION).
+
+    With the atomic guard (the default) a partial fleet is refused; without it the release is
+    installed host by host as in 2012. The flags guard refuses a release that fails
+    `knight flags lint`; fencing writes the fleet manifest to every node.
+    """
     from .deploy import deploy
 
+    guards = _guards(guards_text, unsafe)
     lab_ = _lab()
     with _progress(f"deploying {version}", quiet=as_json) as say:
         result = deploy(
-            lab_, version, skip=list(skip), unsafe=unsafe, on_event=_ansible_progress(say)
+            lab_, version, skip=list(skip), on_event=_ansible_progress(say), guards=guards
         )
     _finish(result, as_json)
 
@@ -370,15 +432,22 @@ def deploy_cmd(version: str, skip: tuple[str, ...], unsafe: bool, as_json: bool)
 @click.option(
     "--to", "to", metavar="VERSION", help="Release to go back to (default: the baseline)."
 )
-@click.option("--unsafe", is_flag=True, help="Host by host, no checks.")
+@click.option("--unsafe", is_flag=True, help="Host by host, no planner, no checks.")
+@_guards_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def rollback_cmd(to: str | None, unsafe: bool, as_json: bool) -> None:
-    """Put every node back on an earlier release, all or none."""
+def rollback_cmd(to: str | None, unsafe: bool, guards_text: str | None, as_json: bool) -> None:
+    """Put every node back on an earlier release, all or none.
+
+    The rollback guard plans it first: a rollback that would run code where an active flag
+    means something else (2012: flag_7 on, meaning RLP, back onto Power Peg code) is refused,
+    and the safe sequence is printed.
+    """
     from .deploy import rollback
 
+    guards = _guards(guards_text, unsafe)
     lab_ = _lab()
     with _progress("rolling back", quiet=as_json) as say:
-        result = rollback(lab_, to=to, unsafe=unsafe, on_event=_ansible_progress(say))
+        result = rollback(lab_, to=to, on_event=_ansible_progress(say), guards=guards)
     _finish(result, as_json)
 
 
@@ -394,15 +463,72 @@ def flags() -> None:
     "--meaning", help="Declared meaning (default: what the newest release reading it means)."
 )
 @click.option("--unsafe", is_flag=True, help="Set it as asked, without the flag registry's checks.")
+@_guards_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def flags_set(name: str, value: str, meaning: str | None, unsafe: bool, as_json: bool) -> None:
-    """Set flag NAME on or off on every node."""
+def flags_set(
+    name: str,
+    value: str,
+    meaning: str | None,
+    unsafe: bool,
+    guards_text: str | None,
+    as_json: bool,
+) -> None:
+    """Set flag NAME on or off on every node.
+
+    With the flags guard, turning it on is refused when any node's code gives the flag another
+    meaning than the declared one.
+    """
     from .deploy import flag
 
+    guards = _guards(guards_text, unsafe)
     lab_ = _lab()
     with _progress(f"flag {name} {value}", quiet=as_json) as say:
-        result = flag(lab_, name, value == "on", meaning, on_event=_ansible_progress(say))
+        result = flag(
+            lab_, name, value == "on", meaning, on_event=_ansible_progress(say), guards=guards
+        )
     _finish_fleet(result, as_json)
+
+
+@flags.command("lint")
+@click.option(
+    "--release", metavar="VERSION", help="Lint this release (default: the registry and the newest)."
+)
+@click.option(
+    "--registry",
+    "registry_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The flag registry (default: flags.yaml at the repository root).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def flags_lint(release: str | None, registry_path: Path | None, as_json: bool) -> None:
+    """Check the flag registry against the release catalog and the router source: no reused
+    name, no expired, unregistered or retired flag (exit 1 when a problem is found)."""
+    from .catalog import load_catalog
+    from .registry import lint, load_registry
+    from .settings import load_settings
+
+    s = load_settings()
+    registry = load_registry(registry_path or s.registry_path)
+    report = lint(registry, load_catalog(s.catalog_path, s.router_source), release)
+    name = registry.path.name
+    if as_json:
+        _emit_json(report.to_json())
+    elif report.ok:
+        out.print(f"{name}: {report.flags} flags, release {report.release}: ok", highlight=False)
+    else:
+        table = Table(
+            "flag", "release", "rule", "problem", title=f"{name}: release {report.release}"
+        )
+        for p in report.problems:
+            table.add_row(p.flag, p.release or "-", p.rule, escape(p.message))
+        out.print(table)
+        count = len(report.problems)
+        out.print(
+            f"[red]{name}: {report.flags} flags, release {report.release}: "
+            f"{count} problem{'s' if count > 1 else ''}[/red]",
+            highlight=False,
+        )
+    sys.exit(0 if report.ok else 1)
 
 
 def _finish_fleet(result, as_json: bool) -> None:

@@ -52,7 +52,16 @@ class ContainerSpec:
 
 
 def tar_of(entries: Iterable[FileEntry], uid: int, dirs: Iterable[str] = ()) -> bytes:
-    """An in-memory tar of files and symlinks, owned by `uid`."""
+    """An in-memory tar of files and symlinks, owned by `uid`, with every folder they sit in
+    (left out, Docker would create those folders owned by root)."""
+    entries = list(entries)
+    parents = {
+        "/".join(parts[:i])
+        for e in entries
+        for parts in [e.path.strip("/").split("/")]
+        for i in range(1, len(parts))
+    }
+    dirs = [*dirs, *sorted(parents - set(dirs), key=lambda d: (d.count("/"), d))]
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for d in dirs:

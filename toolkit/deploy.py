@@ -6,6 +6,7 @@ after, and where the run's artifacts are. `--unsafe` is the 2012 way (manual_dep
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -13,8 +14,11 @@ from typing import Any
 
 from .ansible import PlaybookResult, TaskEvent, run_playbook
 from .errors import KnightError
+from .guards import GuardSet
 from .inventory import FLEET_GROUP
 from .lab import Lab
+from .registry import FlagLintError, check_release, load_registry
+from .rollback_plan import RollbackRefused, check, plan_rollback
 
 __all__ = ["DeployResult", "deploy", "flag", "killswitch", "rollback"]
 
@@ -37,6 +41,11 @@ class DeployResult:
     duration_s: float
     run_dir: str
     timings: dict[str, float | None] = field(default_factory=dict)
+    #: The guards it ran with (name -> on) and the one that refused it, if one did.
+    guards: dict[str, bool] = field(default_factory=dict)
+    refused_by: str | None = None
+    #: The rollback planner's plan, when the rollback guard looked at one.
+    plan: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -64,7 +73,8 @@ def _iso(ts: str | None) -> float | None:
 def _timings(run: PlaybookResult) -> dict[str, float | None]:
     """Flip skew (first to last node running the new code) and the longest intake pause."""
     flips = run.outputs.get("flip", {})
-    resumes = run.outputs.get("resume", {})
+    # The flip opens the intake itself once the fleet runs the new tree (resumed_at).
+    resumes = run.outputs.get("resume", flips)
     started = [_iso(o.get("started_at")) for o in flips.values()]
     started = [s for s in started if s is not None]
     pauses = [
@@ -112,15 +122,37 @@ def deploy(
     unsafe: bool = False,
     on_event: Callable[[TaskEvent], None] | None = None,
     action: str = "deploy",
+    guards: GuardSet | None = None,
 ) -> DeployResult:
-    """Deploy `version` to the fleet: atomically (all or none), or with `unsafe` host by host."""
+    """Deploy `version` to the fleet with `guards` (default: the lab's; `unsafe`: none).
+
+    With the atomic guard the deploy is all or none (deploy.yml); without it, host by host as
+    in 2012 (manual_deploy.yml). The flag registry refuses a release that fails its lint before
+    anything runs; fencing writes the fleet manifest to every node of the fleet.
+    """
     skip = list(skip)
     for node in skip:
         lab.check_node(node)
     lab.catalog.get(version)
+    guards = GuardSet() if unsafe else (guards if guards is not None else lab.guards)
     before = _releases(lab)
-    playbook = "manual_deploy.yml" if unsafe else "deploy.yml"
-    run = run_playbook(lab.settings, playbook, playbook_vars(lab, version), _limit(skip), on_event)
+    if guards.flags:
+        try:
+            check_release(load_registry(lab.settings.registry_path), lab.catalog, version)
+        except FlagLintError as exc:
+            return _refused(action, version, guards, skip, before, "flags", str(exc))
+    variables = playbook_vars(lab, version)
+    epoch = time.time_ns() // 1_000_000
+    if guards.fencing and guards.atomic:
+        variables["knight_fence_epoch"] = epoch
+    playbook = "deploy.yml" if guards.atomic else "manual_deploy.yml"
+    run = run_playbook(lab.settings, playbook, variables, _limit(skip), on_event)
+    if guards.fencing and not guards.atomic:
+        # The whole declared fleet, skipped nodes included: they are the ones to fence.
+        fence = run_playbook(
+            lab.settings, "fence.yml", {**variables, "knight_fence_epoch": epoch}, None, on_event
+        )
+        run.duration_s = round(run.duration_s + fence.duration_s, 3)
     after = _releases(lab)
     status = _status(run, version, after)
     failure = run.first_failure
@@ -134,7 +166,7 @@ def deploy(
         action=action,
         release=version,
         status=status,
-        unsafe=unsafe,
+        unsafe=not guards.atomic,
         skipped=skip,
         nodes={
             n: {"before": before[n]["release"], "after": after.get(n, {}).get("release")}
@@ -144,7 +176,37 @@ def deploy(
         phase=failure.phase if failure else None,
         duration_s=run.duration_s,
         run_dir=str(run.run_dir),
-        timings=_timings(run) if not unsafe else {"playbook_s": run.duration_s},
+        timings=_timings(run) if guards.atomic else {"playbook_s": run.duration_s},
+        guards=guards.to_json(),
+        refused_by="atomic" if status in ("refused", "rolled_back") and guards.atomic else None,
+    )
+
+
+def _refused(
+    action: str,
+    version: str,
+    guards: GuardSet,
+    skip: list[str],
+    before: dict[str, dict[str, str | None]],
+    guard: str,
+    error: str,
+    plan: dict[str, Any] | None = None,
+) -> DeployResult:
+    """A guard said no before anything ran: no node changed."""
+    return DeployResult(
+        action=action,
+        release=version,
+        status="refused",
+        unsafe=not guards.atomic,
+        skipped=skip,
+        nodes={n: {"before": v["release"], "after": v["release"]} for n, v in before.items()},
+        error=error,
+        phase=guard,
+        duration_s=0.0,
+        run_dir="",
+        guards=guards.to_json(),
+        refused_by=guard,
+        plan=plan,
     )
 
 
@@ -153,10 +215,28 @@ def rollback(
     to: str | None = None,
     unsafe: bool = False,
     on_event: Callable[[TaskEvent], None] | None = None,
+    guards: GuardSet | None = None,
+    skip: list[str] | tuple[str, ...] = (),
 ) -> DeployResult:
-    """Put the fleet back on `to` (default: the catalog's baseline)."""
+    """Put the fleet back on `to` (default: the catalog's baseline).
+
+    With the rollback guard the planner looks first: a rollback that would run code where an
+    active flag means something else is refused, with the safe sequence in `plan`.
+    """
     target = to or lab.catalog.baseline
-    return deploy(lab, target, unsafe=unsafe, on_event=on_event, action="rollback")
+    guards = GuardSet() if unsafe else (guards if guards is not None else lab.guards)
+    if guards.rollback:
+        status = lab.status()
+        plan = plan_rollback(status.nodes, lab.catalog, target)
+        try:
+            check(plan)
+        except RollbackRefused as exc:
+            before = {n.name: {"release": n.release, "tree": n.tree} for n in status.nodes}
+            return _refused(
+                "rollback", target, guards, list(skip), before, "rollback", str(exc),
+                plan.to_json(),
+            )  # fmt: skip
+    return deploy(lab, target, skip=skip, on_event=on_event, action="rollback", guards=guards)
 
 
 @dataclass
@@ -164,11 +244,12 @@ class FleetResult:
     """Result of a fleet-wide flag or kill-switch change."""
 
     action: str
-    status: str  # done, failed
+    status: str  # done, refused, failed
     nodes: dict[str, dict[str, Any]]
     error: str | None
     duration_s: float
     run_dir: str
+    refused_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,9 +292,32 @@ def flag(
     on: bool,
     meaning: str | None = None,
     on_event: Callable[[TaskEvent], None] | None = None,
+    guards: GuardSet | None = None,
 ) -> FleetResult:
-    """Set a flag on every node of the fleet, with its declared meaning."""
+    """Set a flag on every node of the fleet, with its declared meaning.
+
+    With the flag registry guard, turning a flag on is refused (nothing changes anywhere) when
+    any node's code gives it another meaning than the declared one: that is the 2012 launch,
+    `flag_7` meaning RLP, on a server whose code still meant Power Peg by it.
+    """
+    guards = guards if guards is not None else lab.guards
     meaning = meaning or default_meaning(lab, name)
+    if guards.flags and on:
+        clashes = []
+        for node in lab.status().nodes:
+            code = lab.catalog.get(node.release).flags.get(name) if node.release else None
+            if code is not None and code != meaning:
+                clashes.append(f"{node.name} ({node.release}) means {code}")
+        if clashes:
+            return FleetResult(
+                action=f"flag {name} on",
+                status="refused",
+                nodes={},
+                error=f"{name} declared as {meaning}, but on " + "; ".join(clashes),
+                duration_s=0.0,
+                run_dir="",
+                refused_by="flags",
+            )
     extravars = {
         "knight_flag": name,
         "knight_flag_value": "on" if on else "off",

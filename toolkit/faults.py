@@ -108,7 +108,7 @@ class Corrupt(Fault):
 FAULTS: dict[str, type[Fault]] = {f.NAME: f for f in (Stop, Pause, Partition, Corrupt)}
 
 #: Where in a guarded deploy a fault can land (the phase whose first task starts it).
-PHASES = ("preflight", "stage", "flip", "verify", "resume")
+PHASES = ("preflight", "stage", "flip", "verify")
 
 
 @dataclass(frozen=True)

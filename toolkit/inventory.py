@@ -26,7 +26,15 @@ HEADER = (
 
 
 def lab_inventory(settings: Settings) -> dict[str, Any]:
-    hosts = {node: {"ansible_host": settings.container(node)} for node in settings.node_names}
+    # smars_admin_url: where the other nodes of the fleet reach this one's admin API (the
+    # guarded flip waits for its peers); on the lab network every node has its name as alias.
+    hosts = {
+        node: {
+            "ansible_host": settings.container(node),
+            "smars_admin_url": f"http://{node}:{settings.admin_port}",
+        }
+        for node in settings.node_names
+    }
     return {
         "all": {
             "children": {

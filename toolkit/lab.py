@@ -23,6 +23,7 @@ from .admin import AdminClient
 from .catalog import Catalog, load_catalog
 from .containers import ContainerSpec, Engine, FileEntry
 from .errors import LabError
+from .guards import GuardSet, default_guards
 from .release import Artifact, build
 from .settings import Settings, load_settings
 
@@ -93,8 +94,15 @@ def _node_number(name: str) -> int:
 class Lab:
     """One lab on the local Docker engine."""
 
-    def __init__(self, settings: Settings | None = None, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        engine: Engine | None = None,
+        guards: GuardSet | None = None,
+    ) -> None:
         self.settings = settings or load_settings()
+        #: The guards the routers are given when created or reset (see set_guards).
+        self.guards = guards if guards is not None else default_guards()
         self._engine = engine
         self._catalog: Catalog | None = None
         self._token: str | None = None
@@ -212,6 +220,8 @@ class Lab:
                     [
                         FileEntry("router.json", _json_bytes(config)),
                         FileEntry("flags.json", _json_bytes(flags)),
+                        FileEntry("guards.json", _json_bytes(self.guards.router_file())),
+                        FileEntry("fleet.json", _json_bytes(self.manifest(artifact))),
                     ],
                 ),
             ],
@@ -488,10 +498,52 @@ class Lab:
             self._container(node), SMARS_ETC, [FileEntry("flags.json", content)], self.settings.uid
         )
 
-    def reset(self) -> None:
-        """Put every node back on the baseline: release, flags, trading and intake; new venue run."""
+    @staticmethod
+    def manifest(artifact: Artifact, epoch: int | None = None) -> dict[str, Any]:
+        """The fleet manifest for a fleet that runs `artifact` (guard 2, fencing)."""
+        return {
+            "release": artifact.version,
+            "tree": artifact.tree,
+            "epoch": epoch if epoch is not None else time.time_ns() // 1_000_000,
+        }
+
+    def write_manifest(self, node: str, manifest: dict[str, Any], reload: bool = True) -> None:
+        self.engine.put(
+            self._container(node),
+            SMARS_ETC,
+            [FileEntry("fleet.json", _json_bytes(manifest))],
+            self.settings.uid,
+        )
+        if reload:
+            self.node_admin(node).post("/reload")
+
+    def set_guards(self, guards: GuardSet) -> None:
+        """Switch the routers' own guards (fencing, flags, risk) on every node, at once."""
+        self.guards = guards
+        content = _json_bytes(guards.router_file())
+
+        def one(node: str) -> None:
+            self.engine.put(
+                self._container(node),
+                SMARS_ETC,
+                [FileEntry("guards.json", content)],
+                self.settings.uid,
+            )
+            self.node_admin(node).post("/reload")
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(one, self.settings.node_names))
+
+    def reset(self, guards: GuardSet | None = None) -> None:
+        """Put every node back on the baseline: release, flags, fleet manifest, guard switches,
+        trading and intake; new venue run."""
         base = self.catalog.baseline
-        tree = self.artifact(base).tree
+        artifact = self.artifact(base)
+        tree = artifact.tree
+        if guards is not None:
+            self.guards = guards
+        manifest = _json_bytes(self.manifest(artifact))
+        router_guards = _json_bytes(self.guards.router_file())
         for container in self.engine.containers():
             if container.status == "paused":  # left behind by a fault
                 container.unpause()
@@ -503,6 +555,12 @@ class Lab:
             admin = self.node_admin(node)
             admin.post("/resume")
             admin.post("/intake/resume")
+            self.engine.put(
+                self._container(node),
+                SMARS_ETC,
+                [FileEntry("fleet.json", manifest), FileEntry("guards.json", router_guards)],
+                self.settings.uid,
+            )
             self.set_flags(node, self.baseline_flags())
             if admin.get("/version").get("tree") != tree:
                 self.install_release(node, base)

@@ -46,6 +46,11 @@ class Settings:
         return self.root / "router_image" / "releases.yaml"
 
     @property
+    def registry_path(self) -> Path:
+        """The flag registry: every flag name ever used, with its meaning (guard 3)."""
+        return self.root / "flags.yaml"
+
+    @property
     def router_source(self) -> Path:
         return self.root / "router_image" / "smars"
 

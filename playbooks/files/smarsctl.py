@@ -19,6 +19,7 @@ import signal
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -170,6 +171,7 @@ def cmd_stage(version: str, tree: str, sha256: str, url: str) -> dict:
     if digest != sha256:
         raise Failed(f"artifact checksum {digest[:12]} is not the manifest's {sha256[:12]}")
     partial = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=releases))
+    partial.chmod(0o755)  # mkdtemp makes it private; a release is readable like its siblings
     try:
         with tempfile.TemporaryFile() as raw:
             raw.write(blob)
@@ -184,7 +186,12 @@ def cmd_stage(version: str, tree: str, sha256: str, url: str) -> dict:
         compileall.compile_dir(str(partial), quiet=1)
         target = releases / version
         if target.exists():
-            shutil.rmtree(target)  # a damaged copy: replaced by the verified one
+            # A damaged copy, replaced by the verified one. Moved aside first: the rename needs
+            # only the releases folder, whoever owns the copy's files.
+            # (Same folder: moving a directory elsewhere would need write access to it too.)
+            damaged = releases / f".{version}.damaged.{os.getpid()}"
+            os.rename(target, damaged)
+            shutil.rmtree(damaged, ignore_errors=True)
         os.rename(partial, target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -242,27 +249,53 @@ def _signal_router() -> int:
     return pid
 
 
+def _version(url: str, timeout: float) -> dict | None:
+    """GET /version; None while nobody answers. A router between two processes keeps its
+    listening socket, so the request waits in the backlog and the new process answers it:
+    one request, not a busy poll that would take CPU from the routers starting up."""
+    try:
+        with urllib.request.urlopen(url + "/version", timeout=timeout) as resp:
+            return json.loads(resp.read() or b"{}")
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _wait_tree(url: str, tree: str, deadline: float) -> bool:
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        found = _version(url, min(left, 5.0))
+        if found is not None and found.get("tree") == tree:
+            return True
+        time.sleep(0.02)  # still the old process, or refused: ask again shortly
+
+
 def _wait_running(tree: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     last: object = None
-    while time.monotonic() < deadline:
+    while _wait_tree(ADMIN, tree, deadline):
         try:
             ident = identity()
+        except Failed as e:
+            ident = last = str(e)
+        if isinstance(ident, dict):
             if ident["tree"] == tree and ident["healthy"]:
                 return ident
             last = ident
-        except Failed as e:
-            last = str(e)  # the router is between two processes
-        time.sleep(0.02)
+        time.sleep(0.01)  # running, the venue connection not up yet
     raise Failed(f"not running tree {tree[:12]} after {timeout}s (last: {last})")
 
 
-def cmd_switch(version: str, tree: str, timeout: str = "15") -> dict:
+def cmd_switch(version: str, tree: str, timeout: str = "15", checked: bool = False) -> dict:
     """Point `current` at a staged release and make the router run it; wait until it does."""
-    _verify(version, tree)
+    if not checked:
+        _verify(version, tree)
     previous = current_release()
-    if previous == version and identity()["tree"] == tree:
-        return {"release": version, "tree": tree, "previous": previous, "switched": False}
+    if previous == version:
+        ident = identity()
+        if ident["tree"] == tree:
+            return ident | {"previous": previous, "switched": False}
     _point_current_at(version)
     switched_at = time.time()
     _signal_router()
@@ -275,29 +308,99 @@ def cmd_switch(version: str, tree: str, timeout: str = "15") -> dict:
     }
 
 
-def cmd_flip(version: str, tree: str, timeout: str = "15", at: str = "0") -> dict:
-    """The guarded deploy's flip: re-check the staged tree, wait for the instant the controller
-    chose for the whole fleet (`at`, epoch seconds), pause intake, switch, stay paused."""
+def cmd_flip(
+    version: str, tree: str, timeout: str = "15", peers: str = "", epoch: str = "0"
+) -> dict:
+    """The guarded deploy's flip on one node.
+
+    Re-check the staged tree, arm the router for it, and wait until every peer (the admin URLs
+    of the whole fleet, comma-separated) is armed too: the deploy tool starts this task on the
+    nodes up to a second apart, the rendezvous makes them flip together. Then pause intake,
+    switch, and wait until every peer runs the new tree; only then commit the switch (remove
+    the pending marker) and open intake, so no order meets the old release after the new one
+    has traded. Without peers the node flips at once and stays paused for a `resume` task.
+    With an `epoch` (fencing), the fleet manifest for the new release is written before intake
+    opens, so a fenced router trades as soon as the fleet runs what the manifest says.
+    """
+    begun_at = time.time()
     _verify(version, tree)
-    delay = float(at) - time.time()
-    if delay > 0:
-        time.sleep(min(delay, 5.0))  # every node flips together, however late its task began
+    urls = [u for u in peers.split(",") if u]
+    deadline = time.monotonic() + float(timeout)
+    if urls:
+        post(f"/switch/arm?tree={tree}")
+        _rendezvous(urls, tree, deadline)
+    flip_at = time.time()
     previous = current_release()
     if previous and previous != version:
         _write(PENDING, previous + "\n")
     paused = post("/intake/pause")
     paused_at = time.time()
-    return cmd_switch(version, tree, timeout) | {
+    result = cmd_switch(version, tree, timeout, checked=True) | {
         "intake": paused.get("intake", "paused"),
+        "begun_at": begun_at,
+        "flip_at": flip_at,
         "paused_at": paused_at,
     }
+    if urls:
+        behind = [u for u in urls if not _wait_tree(u, tree, deadline)]
+        if behind:
+            raise Failed(f"fleet not on tree {tree[:12]} in {timeout}s: {', '.join(behind)}")
+        result["fleet_running_at"] = time.time()
+        if epoch != "0":
+            result["fleet"] = cmd_fence(version, tree, epoch)["fleet"]
+        result |= cmd_resume()
+        result["intake"] = "open"
+    return result
 
 
-def cmd_restore(version: str, tree: str, timeout: str = "15") -> dict:
+def _rendezvous(urls: list[str], tree: str, deadline: float) -> None:
+    """Long-poll every peer at once until each is armed for `tree` (or already runs it).
+
+    At once, not one after another: a peer that has seen the whole fleet armed switches at
+    once, and a question still queued for it would wait for its new process."""
+    late: list[str] = []
+
+    def ready(url: str) -> None:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                late.append(url)
+                return
+            wait = min(left, 5.0)
+            try:
+                with urllib.request.urlopen(
+                    f"{url}/switch/armed?tree={tree}&wait={wait:.2f}", timeout=wait + 2
+                ) as resp:
+                    if json.loads(resp.read() or b"{}").get("ready"):
+                        return
+            except (urllib.error.URLError, OSError, ValueError):
+                time.sleep(0.05)  # not answering yet: ask again
+
+    threads = [threading.Thread(target=ready, args=(url,), daemon=True) for url in urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if late:
+        raise Failed(f"not armed for tree {tree[:12]} in time: {', '.join(late)}")
+
+
+def cmd_fence(version: str, tree: str, epoch: str) -> dict:
+    """Write the fleet manifest (what the whole fleet runs) and make the router re-read it: a
+    router with fencing on refuses to trade while its running tree differs from it."""
+    manifest = {"release": version, "tree": tree, "epoch": int(epoch)}
+    _write(ETC / "fleet.json", json.dumps(manifest, sort_keys=True) + "\n")
+    reloaded = post("/reload")
+    return {"fleet": reloaded.get("fleet", manifest)}
+
+
+def cmd_restore(version: str, tree: str, timeout: str = "15", epoch: str = "0") -> dict:
     """The rescue: back to the release the node ran before, then intake open again."""
     result = {"release": current_release()}
     if version and (current_release() != version or identity()["tree"] != tree):
         result = cmd_switch(version, tree, timeout)
+    if epoch != "0":
+        result |= cmd_fence(version, tree, epoch)
     PENDING.unlink(missing_ok=True)
     post("/intake/resume")
     return result | {"intake": "open"}
@@ -353,6 +456,7 @@ COMMANDS = {
     "switch": cmd_switch,
     "flip": cmd_flip,
     "restore": cmd_restore,
+    "fence": cmd_fence,
     "pause": cmd_pause,
     "resume": cmd_resume,
     "kill": cmd_kill,
@@ -375,6 +479,9 @@ def main(argv: list[str]) -> int:
         result = command(*argv[1:])
     except Failed as e:
         print(json.dumps({"error": str(e), "node": os.uname().nodename}))
+        return 1
+    except OSError as e:  # the node's disk or files: one line for the playbook, not a traceback
+        print(json.dumps({"error": f"{argv[0]}: {e}", "node": os.uname().nodename}))
         return 1
     print(json.dumps(result | {"node": os.uname().nodename, "at": time.time()}))
     return 0

@@ -1,10 +1,12 @@
 """The admin HTTP API (health, version, metrics and the token-protected mutating calls) on a
 standard-library threading HTTP server. Every handler runs its work on the event loop, so it
-reads a consistent snapshot and never races the router."""
+reads a consistent snapshot and never races the router; only a long poll waits in its own
+request thread."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import json
 import socket
@@ -14,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from .log import Log
 
@@ -32,7 +35,11 @@ class Reply:
 @dataclass(frozen=True)
 class Route:
     method: str
-    action: Callable[[], Reply]  # runs on the event loop
+    action: Callable[..., Reply]  # runs on the event loop, unless `blocking`
+    #: The action takes the query parameters (a dict of the first value of each).
+    query: bool = False
+    #: The action may wait (a long poll): it runs in the request's own thread, never on the loop.
+    blocking: bool = False
 
 
 class _Server(ThreadingHTTPServer):
@@ -175,8 +182,12 @@ class AdminServer:
             return Reply(405, {"error": "method not allowed", "allowed": route.method})
         if method == "POST" and not self._authorized(authorization):
             return Reply(401, {"error": "unauthorized"})
+        action = route.action
+        if route.query:
+            params = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
+            action = functools.partial(route.action, params)
         try:
-            return self._on_loop(route.action)
+            return action() if route.blocking else self._on_loop(action)
         except Exception as e:
             self.log.error("admin_action_failed", path=target, error=repr(e))
             return Reply(500, {"error": "internal error"})

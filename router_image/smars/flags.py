@@ -1,6 +1,7 @@
 """Feature flags from /etc/smars/flags.json, each with a value and a declared meaning, set
 beside the meaning this code gives the flag (release.json). A bad file never takes effect:
-the last good flags stay and the error is reported."""
+the last good flags stay and the error is reported. With the flag-registry guard enforced, a
+flag whose declared meaning is not the code's is refused: it routes nothing, as if it were off."""
 
 from __future__ import annotations
 
@@ -95,20 +96,37 @@ class FlagStore:
             if f.name in self.code_meanings and f.meaning != self.code_meanings[f.name]
         ]
 
-    def strategy_for_rlp(self, available: Collection[str]) -> str | None:
+    def refused(self, enforce: bool = True) -> list[Flag]:
+        """Flags the guard refuses: with `enforce`, every mismatch (on or off, so the operator
+        sees it before turning it on); without, none."""
+        return self.mismatches() if enforce else []
+
+    def strategy_for_rlp(self, available: Collection[str], enforce: bool = False) -> str | None:
         """The strategy an enabled flag means in this code, or None (RLP orders go to sor).
 
         The code's meaning decides, not the declared one: that is how a reused flag woke
-        Power Peg in 2012.
+        Power Peg in 2012. With `enforce`, a refused flag counts as off, so a declared meaning
+        this code does not implement can never start a strategy.
         """
+        refused = {f.name for f in self.refused(enforce)}
         for name in sorted(self.flags):
             meaning = self.code_meanings.get(name)
-            if self.flags[name].value and meaning in available:
+            if self.flags[name].value and meaning in available and name not in refused:
                 return meaning
         return None
 
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        return {
-            name: {"value": f.value, "meaning": f.meaning, "code_meaning": self.code_meaning(name)}
-            for name, f in sorted(self.flags.items())
-        }
+    def snapshot(self, enforce: bool = False) -> dict[str, dict[str, Any]]:
+        """Each flag with its declared and code meaning; with `enforce`, also whether it is
+        refused."""
+        refused = {f.name for f in self.refused(enforce)}
+        view = {}
+        for name, f in sorted(self.flags.items()):
+            entry: dict[str, Any] = {
+                "value": f.value,
+                "meaning": f.meaning,
+                "code_meaning": self.code_meaning(name),
+            }
+            if enforce:
+                entry["refused"] = name in refused
+            view[name] = entry
+        return view
