@@ -228,6 +228,22 @@ def lab_reset() -> None:
     _print_status(lab_.status())
 
 
+@lab.command("halt-all")
+@click.option("--json", "as_json", is_flag=True, help="Print what was undone as JSON.")
+def lab_halt_all(as_json: bool) -> None:
+    """Undo every chaos fault in the lab (paused, stopped or killed nodes, partitions, network
+    delays, damaged staged releases), found from Docker's state: works after the process that
+    injected them died."""
+    from .chaos import halt_all
+
+    undone = halt_all(_lab())
+    if as_json:
+        _emit_json(undone)
+        return
+    for kind, nodes in undone.items():
+        out.print(f"{kind}: {', '.join(nodes) if nodes else 'none found'}", highlight=False)
+
+
 @lab.command("guards")
 @click.argument("guards_text", metavar="[LIST]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print each node's switches as JSON.")

@@ -1,7 +1,6 @@
-"""Fault primitives on lab nodes, each with an undo, and the seeded deploy-fault campaign.
-
-Every fault is scoped to one container of this lab (found by name and label), so it can never
-touch anything else on the engine; `undo` puts the node back so it can be reached again.
+"""The seeded deploy-fault campaign: a guarded deploy with one chaos fault landing on one node
+at one phase, many times over; afterwards the fleet must run one release and no order may be
+lost. The faults themselves are in toolkit/chaos/.
 """
 
 from __future__ import annotations
@@ -10,102 +9,22 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from .ansible import TaskEvent
+from .chaos import FAULTS, make
 from .deploy import deploy
-from .errors import KnightError
 from .lab import Lab
 from .load import LoadSpec, run_load
 
 __all__ = [
-    "FAULTS",
     "PHASES",
     "CampaignResult",
-    "Fault",
     "Schedule",
     "run_campaign",
     "run_schedule",
 ]
 
-
-class Fault:
-    """One fault on one node. Subclasses say what it is in NAME and do it in inject/undo."""
-
-    NAME: ClassVar[str]
-
-    def __init__(self, lab: Lab, node: str, release: str) -> None:
-        lab.check_node(node)
-        self.lab = lab
-        self.node = node
-        self.release = release  # the release being deployed while the fault lands
-        self.container = lab.engine.get(lab.settings.container(node))
-        if self.container is None:
-            raise KnightError(f"{node}: no container in lab {lab.settings.lab!r}")
-
-    def inject(self) -> None:
-        raise NotImplementedError
-
-    def undo(self) -> None:
-        raise NotImplementedError
-
-
-class Stop(Fault):
-    NAME = "stop"
-
-    def inject(self) -> None:
-        self.container.stop(timeout=1)
-
-    def undo(self) -> None:
-        self.container.reload()
-        if self.container.status != "running":
-            self.container.start()
-
-
-class Pause(Fault):
-    NAME = "pause"
-
-    def inject(self) -> None:
-        self.container.pause()
-
-    def undo(self) -> None:
-        self.container.reload()
-        if self.container.status == "paused":
-            self.container.unpause()
-
-
-class Partition(Fault):
-    """Cut the node off the lab network (the venue and the artifact store become unreachable)."""
-
-    NAME = "partition"
-
-    def inject(self) -> None:
-        self.lab.engine.client.networks.get(self.lab.settings.network).disconnect(self.container)
-
-    def undo(self) -> None:
-        self.container.reload()
-        if self.lab.settings.network not in self.container.attrs["NetworkSettings"]["Networks"]:
-            network = self.lab.engine.client.networks.get(self.lab.settings.network)
-            network.connect(self.container, aliases=[self.node])
-
-
-class Corrupt(Fault):
-    """Damage the node's staged copy of the release being deployed (one file gets a line)."""
-
-    NAME = "corrupt"
-
-    def inject(self) -> None:
-        path = f"/opt/smars/releases/{self.release}/smars/wire.py"
-        self.lab.engine.exec(
-            self.container, ["sh", "-c", f"[ -f {path} ] && echo '# corrupt' >> {path}"]
-        )
-
-    def undo(self) -> None:
-        # The next stage finds the tree wrong and replaces the whole copy.
-        pass
-
-
-FAULTS: dict[str, type[Fault]] = {f.NAME: f for f in (Stop, Pause, Partition, Corrupt)}
 
 #: Where in a guarded deploy a fault can land (the phase whose first task starts it).
 PHASES = ("preflight", "stage", "flip", "verify")
@@ -178,7 +97,7 @@ def run_schedule(lab: Lab, schedule: Schedule, target: str = "8.0.0") -> Schedul
     """Reset the lab, deploy `target` under light load, inject the fault when its phase starts,
     undo it, and check the end state: one release everywhere, no order lost."""
     lab.reset()
-    fault = FAULTS[schedule.fault](lab, schedule.node, target)
+    fault = make(schedule.fault, lab, schedule.node, release=target)
     hit = threading.Event()
 
     def on_event(ev: TaskEvent) -> None:

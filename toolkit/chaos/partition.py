@@ -1,0 +1,35 @@
+"""partition: the node is cut off the lab network: the venue, the artifact store, its peers
+and the clients can no longer reach it, nor it them."""
+
+from __future__ import annotations
+
+from ..lab import Lab
+from . import Fault
+
+
+class Partition(Fault):
+    NAME = "partition"
+    SUMMARY = "cut off the lab network"
+
+    def inject(self) -> None:
+        self.lab.engine.client.networks.get(self.lab.settings.network).disconnect(self.container)
+
+    def undo(self) -> None:
+        _reconnect(self.lab, self.container, self.node)
+
+    @classmethod
+    def halt(cls, lab: Lab) -> list[str]:
+        repaired = []
+        for container in lab.engine.containers(role="router"):
+            node = container.labels.get("knight.node", container.name)
+            if _reconnect(lab, container, node):
+                repaired.append(node)
+        return repaired
+
+
+def _reconnect(lab: Lab, container, node: str) -> bool:
+    container.reload()
+    if lab.settings.network in container.attrs["NetworkSettings"]["Networks"]:
+        return False
+    lab.engine.client.networks.get(lab.settings.network).connect(container, aliases=[node])
+    return True

@@ -1,0 +1,29 @@
+"""pause: every process of the node is frozen (cgroup freezer): it holds its connections and
+answers nothing, the way a server stuck in a long GC pause or swapping looks to its peers."""
+
+from __future__ import annotations
+
+from ..lab import Lab
+from . import Fault
+
+
+class Pause(Fault):
+    NAME = "pause"
+    SUMMARY = "container paused"
+
+    def inject(self) -> None:
+        self.container.pause()
+
+    def undo(self) -> None:
+        self.container.reload()
+        if self.container.status == "paused":
+            self.container.unpause()
+
+    @classmethod
+    def halt(cls, lab: Lab) -> list[str]:
+        thawed = []
+        for container in lab.engine.containers():
+            if container.status == "paused":
+                container.unpause()
+                thawed.append(container.labels.get("knight.node", container.name))
+        return thawed
