@@ -10,6 +10,8 @@ STAMP := $(VENV)/.installed
 # Integration tests run their own lab, so they never disturb the one `make lab` brings up.
 TEST_LAB ?= knight-test
 
+
+.PHONY: promtool
 .PHONY: help setup image releases lab lab-down status load deploy rollback verify faults bench test test-unit test-integration lint format clean demo
 
 help: ## Show the targets
@@ -59,13 +61,21 @@ faults: lab ## Deploy under FAULTS seeded fault schedules (default 100): mixed e
 bench: image ## Measure the performance figures into reports/bench.json
 	$(KNIGHT) bench
 
-test-unit: $(STAMP) ## Unit tests (no Docker)
+# promtool checks the monitor's Prometheus rules (tests/unit/toolkit/test_monitor_promtool.py);
+# Debian's prometheus package has it. Installed when missing and we may (root with apt-get).
+promtool:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && echo "installing promtool (Debian package prometheus)" \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	     --no-install-recommends prometheus >/dev/null; } || echo "promtool not found"
+
+test-unit: $(STAMP) promtool ## Unit tests (no Docker)
 	$(BIN)/pytest tests/unit -q
 
 test-integration: image ## Integration tests on a real lab (KNIGHT_LAB=$(TEST_LAB))
 	KNIGHT_LAB=$(TEST_LAB) $(BIN)/pytest tests/integration -q
 
-test: image ## Every test: unit, then integration on a real lab
+test: image promtool ## Every test: unit, then integration on a real lab
 	KNIGHT_LAB=$(TEST_LAB) $(BIN)/pytest tests/unit tests/integration -q
 
 lint: $(STAMP) ## ruff (lint and format check) and ansible-lint on the playbooks

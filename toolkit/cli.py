@@ -581,6 +581,53 @@ def resume_cmd(as_json: bool) -> None:
     _killswitch(False, as_json)
 
 
+@main.command("monitor")
+@click.option(
+    "--mailbox",
+    is_flag=True,
+    help="The 2012 way: alerts go to a mailbox file nobody reads; nothing acts.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0.1),
+    help="Watch this many seconds (default: until Ctrl-C).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the alerts and kills as JSON.")
+def monitor_cmd(mailbox: bool, duration: float | None, as_json: bool) -> None:
+    """Watch every node (a scrape every 200 ms): raise owned alerts for version or flag-meaning
+    drift, overfill, order-rate anomalies and error bursts; on a critical alert, kill the
+    fleet (unless --mailbox). Alerts are recorded in reports/monitor/alerts.jsonl."""
+    import time
+
+    from .monitor import watch
+
+    lab_ = _lab()
+    monitor = watch(lab_, acting=not mailbox)
+    if not as_json:
+        out.print(f"watching {len(lab_.settings.node_names)} nodes; Ctrl-C to stop")
+    try:
+        deadline = time.monotonic() + duration if duration else None
+        seen = 0
+        while deadline is None or time.monotonic() < deadline:
+            time.sleep(0.2)
+            alerts = monitor.alerts
+            for alert in alerts[seen:]:
+                if not as_json:
+                    out.print(
+                        f"{alert.severity} {alert.rule} {alert.node}: {escape(alert.summary)} "
+                        f"(owner {alert.owner}, action {alert.action})",
+                        highlight=False,
+                    )
+            seen = len(alerts)
+    except KeyboardInterrupt:
+        pass
+    result = monitor.stop()
+    if as_json:
+        _emit_json(result.to_json())
+    else:
+        out.print(f"{len(result.alerts)} alerts, {len(result.kills)} kills", highlight=False)
+
+
 @main.command("verify")
 @click.option(
     "--release", metavar="VERSION", help="Every node must run VERSION (default: only uniform)."
