@@ -1,0 +1,20 @@
+"""open: the market opens. A load phase whose parent orders carry the RLP flag, marked as the open.
+
+It runs in the background by default: the market stays open while the next steps happen.
+"""
+
+from __future__ import annotations
+
+from .schema import Arg, Spec, boolean, integer, number
+
+SPEC = Spec(
+    name="open",
+    summary="Open the market: RLP parent orders start flowing.",
+    args={
+        "rate": Arg(number(minimum=0), 200.0, "parent orders per second over all nodes"),
+        "duration_s": Arg(number(minimum=0.1, maximum=3600), 6.0, "seconds the market is open"),
+        "background": Arg(boolean, True, "keep it open while the next steps run"),
+        "rlp_share": Arg(number(0, 1), 0.25, "fraction of parent orders in the RLP"),
+        "qty": Arg(integer(1, 1_000_000), 100, "shares per parent order"),
+    },
+)
