@@ -628,6 +628,148 @@ def monitor_cmd(mailbox: bool, duration: float | None, as_json: bool) -> None:
         out.print(f"{len(result.alerts)} alerts, {len(result.kills)} kills", highlight=False)
 
 
+# -- experiments and the report ---------------------------------------------------------------
+@main.group()
+def experiment() -> None:
+    """Chaos experiments: the 2012 failures, run unsafe (to reproduce the damage) or guarded."""
+
+
+@experiment.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
+def experiment_list(as_json: bool) -> None:
+    """The experiments in experiments/ (a file that does not load is listed with its error)."""
+    from .experiment import list_experiments
+
+    infos = list_experiments()
+    if as_json:
+        _emit_json([i.to_json() for i in infos])
+        return
+    table = Table("id", "title", "parameters", title="experiments")
+    for i in infos:
+        params = ", ".join(f"{k}={v}" for k, v in i.parameters.items())
+        table.add_row(i.id, escape(i.error or i.title), escape(params) or "-")
+    out.print(table)
+
+
+_MODE = click.option(
+    "--mode",
+    type=click.Choice(["unsafe", "guarded"]),
+    default="unsafe",
+    show_default=True,
+    help="unsafe: no guard (the 2012 way); guarded: every guard.",
+)
+
+
+@experiment.command("run")
+@click.argument("ident", metavar="ID|FILE")
+@_MODE
+@click.option(
+    "--guards",
+    "guards_text",
+    metavar="LIST",
+    help="Exactly these guards instead (comma-separated, all or none); the mode then only "
+    "labels the run.",
+)
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a parameter (repeat).")
+@click.option(
+    "--journal",
+    "journal_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the journal here (default: reports/journals/...).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the journal as JSON.")
+def experiment_run(
+    ident: str,
+    mode: str,
+    guards_text: str | None,
+    sets: tuple[str, ...],
+    journal_path: Path | None,
+    as_json: bool,
+) -> None:
+    """Run one experiment (exit 0: the hypothesis held; 1: it deviated; 2: bad input)."""
+    from .experiment import load_experiment, parse_sets
+    from .guards import GuardSet
+    from .runner import run_experiment
+
+    exp = load_experiment(ident, parse_sets(sets))
+    guards = GuardSet.parse(guards_text) if guards_text is not None else GuardSet.for_mode(mode)
+    lab_ = _lab()
+    with _progress(f"{exp.id} ({mode}, guards {guards.label()})", quiet=as_json) as say:
+        result = run_experiment(lab_, exp, mode, guards, journal_path, say=say)
+    if as_json:
+        _emit_json(result.journal)
+    else:
+        _print_run(result)
+    sys.exit(result.exit_code)
+
+
+def _print_run(result) -> None:
+    doc = result.journal
+    o = doc["outcome"]
+    colour = "green" if not doc["deviated"] else "red"
+    out.print(
+        f"[{colour}]{doc['experiment']} {doc['mode']}: {doc['status']}[/{colour}] in "
+        f"{doc['duration_s']:.1f}s — excess shares {o['excess_shares']:,}, runaway nodes "
+        f"{', '.join(o['runaway_nodes']) or 'none'}, detected {o['detected_at_s']}, killed "
+        f"{o['killed_at_s']}, loss ${o['loss_usd']:,.0f}",
+        highlight=False,
+    )
+    for guard in (e for e in doc["timeline"] if e["kind"] == "guard"):
+        out.print(f"  {guard['t']:.2f}s {escape(guard['detail'])}", highlight=False)
+    met = doc.get("expectations_met")
+    if met is not None:
+        out.print(f"expectations {'met' if met else '[red]NOT met[/red]'}")
+    out.print(f"journal: {result.path}", highlight=False)
+
+
+@experiment.command("matrix")
+@click.option(
+    "--experiments",
+    "ids",
+    metavar="LIST",
+    help="Comma-separated experiment ids (default: skipped_node, reused_flag, rollback).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
+def experiment_matrix(ids: str | None, as_json: bool) -> None:
+    """Every experiment x {no guard, each guard alone, all guards}: the defense-in-depth table
+    of excess shares (journals in reports/journals, the table in reports/index.md)."""
+    from .matrix import run_matrix
+
+    chosen = [i.strip() for i in ids.split(",")] if ids else None
+    lab_ = _lab()
+    with _progress("matrix", quiet=as_json) as say:
+        matrix = run_matrix(lab_, chosen, say=say)
+    if as_json:
+        _emit_json(matrix.to_json())
+        return
+    table = Table("experiment", *matrix.columns, title="excess shares by guard set")
+    for exp_id, row in matrix.cells.items():
+        table.add_row(
+            exp_id, *(f"{row[c]:,}" if row.get(c) is not None else "-" for c in matrix.columns)
+        )
+    out.print(table)
+
+
+@main.command("report")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+def report_cmd(as_json: bool) -> None:
+    """Write reports/index.md, a page and a plot per run, from the journals; print the table."""
+    from .report import SUMMARY_COLUMNS, build_report, summary_rows
+    from .settings import load_settings
+
+    s = load_settings()
+    result = build_report(s.reports / "journals", s.reports)
+    if as_json:
+        _emit_json(result.to_json())
+        return
+    table = Table(*SUMMARY_COLUMNS, title=str(result.index))
+    for row in summary_rows(s.reports / "journals"):
+        table.add_row(*(escape(row[c]) for c in SUMMARY_COLUMNS))
+    out.print(table)
+    for skipped in getattr(result, "skipped", []):
+        out.print(f"[yellow]skipped {escape(str(skipped))}[/yellow]")
+
+
 @main.command("verify")
 @click.option(
     "--release", metavar="VERSION", help="Every node must run VERSION (default: only uniform)."

@@ -53,8 +53,10 @@ __all__ = [
 #: Guard names, in the order journals and reports list them.
 GUARDS = ("atomic", "fencing", "flags", "risk", "monitor", "rollback")
 STATUSES = ("completed", "deviated", "aborted", "failed", "interrupted")
-#: Exit code of `knight experiment run` for each status (non-zero when the hypothesis failed).
-EXIT_CODES = {"completed": 0, "deviated": 1, "aborted": 3, "failed": 4, "interrupted": 130}
+#: Exit code of `knight experiment run` for each status: 0 only when the hypothesis held; 1 when
+#: it deviated, was aborted on the way (an abort condition is a deviation) or the run failed;
+#: 130 when interrupted (Ctrl-C), as a shell expects. Bad input never gets this far: it is 2.
+EXIT_CODES = {"completed": 0, "deviated": 1, "aborted": 1, "failed": 1, "interrupted": 130}
 
 JOURNAL_KEYS = (
     "experiment",

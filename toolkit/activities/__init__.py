@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
+from typing import Any
 
 from .schema import Arg, ArgError, Context, Spec
 
-__all__ = ["ACTIVITIES", "Arg", "ArgError", "Context", "Spec"]
+__all__ = ["ACTIVITIES", "ACTIVITY_ACTS", "Arg", "ArgError", "Context", "Spec"]
 
 
 def _discover() -> dict[str, Spec]:
@@ -27,3 +29,15 @@ def _discover() -> dict[str, Spec]:
 
 #: Activity name -> its schema.
 ACTIVITIES: dict[str, Spec] = _discover()
+
+
+def _acts() -> dict[str, Callable[..., Any]]:
+    found = {}
+    for name in ACTIVITIES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        found[name] = module.act
+    return found
+
+
+#: Activity name -> what it does: `act(run, args) -> StepOutcome`.
+ACTIVITY_ACTS: dict[str, Callable[..., Any]] = _acts()

@@ -40,3 +40,46 @@ SPEC = Spec(
     },
     check=_check,
 )
+
+
+def act(run: Any, args: dict[str, Any]) -> Any:
+    """With the atomic guard: one all-or-none deploy of the whole fleet (a skipped node makes it
+    a partial fleet, refused; a rollout stopped half way cannot happen). Without it: the nodes
+    this step reaches, one after another, as the file says."""
+    from ..deploy import deploy
+    from ..experiment import deploy_targets
+    from ..runner import StepOutcome
+
+    release = args["release"]
+    lab = run.lab
+    running = {n.name: n.release for n in lab.status().nodes}
+    run.deploying = release
+    if run.guards.atomic:
+        skip = [n for n in args["skip"] if running.get(n) != release]
+        if args["nodes"]:
+            skip += [n for n in lab.settings.node_names if n not in args["nodes"]]
+        result = deploy(lab, release, skip=sorted(set(skip)), guards=run.guards)
+    else:
+        fleet = lab.settings.node_names
+        targets = deploy_targets(_Step(args), fleet, running)
+        skip = [n for n in fleet if n not in targets]
+        if not targets:
+            return StepOutcome("done", f"every node already on {release}")
+        result = deploy(lab, release, skip=skip, guards=run.guards)
+    switched = sorted(n for n, v in result.nodes.items() if v["before"] != v["after"])
+    if result.status == "refused" or (result.status == "rolled_back" and run.guards.atomic):
+        return StepOutcome("refused", result.error or result.status, result.refused_by)
+    if result.status == "failed" and run.guards.atomic:
+        return StepOutcome("failed", result.error or "deploy failed")
+    kept = sorted(n for n, v in result.nodes.items() if v["after"] != release)
+    detail = f"{release} on {len(switched)} nodes in {result.duration_s:.1f}s"
+    if kept:
+        detail += f"; still elsewhere: {', '.join(kept)}"
+    return StepOutcome("done", detail)
+
+
+class _Step:
+    """The shape deploy_targets reads (an Activity's args)."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        self.args = args

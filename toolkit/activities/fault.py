@@ -33,3 +33,30 @@ SPEC = Spec(
     },
     check=_check,
 )
+
+
+def act(run: Any, args: dict[str, Any]) -> Any:
+    """Inject the fault; its undo runs after `duration_s`, or at the end of the run."""
+    from ..chaos import make
+    from ..runner import StepOutcome
+
+    options: dict[str, Any] = {}
+    if args["kind"] == "delay":
+        options["ms"] = args["delay_ms"]
+    if args["kind"] == "corrupt":
+        options["release"] = args["release"] or run.deploying or run.lab.catalog.baseline
+    fault = make(args["kind"], run.lab, args["node"], **options)
+    fault.inject()
+    if run.journal.fault_t is None:
+        run.journal.mark_fault()
+    if args["duration_s"] is None:
+        run.faults.append(fault)
+        return StepOutcome("done", f"{fault.SUMMARY} until the end of the run")
+
+    def later() -> None:
+        run.stop.wait(args["duration_s"])
+        fault.undo()
+        run.event("fault_undone", args["node"], args["kind"])
+
+    run.in_background(f"undo-{args['kind']}-{args['node']}", later)
+    return StepOutcome("done", f"{fault.SUMMARY} for {args['duration_s']:g}s")

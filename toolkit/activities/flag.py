@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .schema import REQUIRED, Arg, Spec, flag_name, switch, text
 
 SPEC = Spec(
@@ -15,3 +17,21 @@ SPEC = Spec(
         ),
     },
 )
+
+
+def act(run: Any, args: dict[str, Any]) -> Any:
+    """Set the flag across the fleet. Turning a flag on is where the damage of a mixed fleet
+    starts, so the run marks it as the fault (times to detect and kill count from it)."""
+    from ..deploy import flag
+    from ..runner import StepOutcome
+
+    on = args["value"] == "on"
+    result = flag(run.lab, args["name"], on, args["meaning"], guards=run.guards)
+    if result.status == "refused":
+        return StepOutcome("refused", result.error or "", result.refused_by)
+    if result.status != "done":
+        return StepOutcome("failed", result.error or result.status)
+    if on and run.journal.fault_t is None:
+        run.journal.mark_fault()
+    meaning = next((n.get("meaning") for n in result.nodes.values() if n.get("meaning")), "")
+    return StepOutcome("done", f"{args['name']} {args['value']} ({meaning or 'as declared'})")

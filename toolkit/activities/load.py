@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .schema import Arg, Spec, boolean, integer, nodes, number
 
 SPEC = Spec(
@@ -16,3 +18,48 @@ SPEC = Spec(
         "nodes": Arg(nodes, None, "send only to these nodes (default: the whole fleet)"),
     },
 )
+
+
+def act(run: Any, args: dict[str, Any]) -> Any:
+    return send(run, args, "load")
+
+
+def send(run: Any, args: dict[str, Any], what: str) -> Any:
+    """Parent orders through the load generator (in the client container); in the background,
+    the next steps run meanwhile and the account is collected before the last probes."""
+    from ..errors import KnightError
+    from ..load import LoadSpec, run_load
+    from ..runner import StepOutcome
+
+    spec = LoadSpec(
+        nodes=tuple(args.get("nodes") or ()),
+        rate=args["rate"],
+        duration_s=args["duration_s"],
+        rlp_share=args["rlp_share"],
+        qty=args["qty"],
+        drain_s=3.0,
+        prefix=f"{what}{len(run.loads) + len(run.background)}",
+    )
+
+    def work() -> None:
+        try:
+            result = run_load(run.lab, spec)
+        except KnightError as exc:
+            run.load_errors.append(str(exc))
+            run.event("error", None, f"{what}: {exc}")
+            return
+        run.loads.append(result)
+        run.event(
+            f"{what}_done",
+            None,
+            f"{result.sent} parent orders: {result.filled} filled, {result.cancelled} "
+            f"cancelled, {result.rejected} rejected, {result.working} working, "
+            f"{result.unanswered} unanswered",
+        )
+
+    detail = f"{args['rate']:g} parent orders/s for {args['duration_s']:g}s"
+    if args.get("background", False):
+        run.in_background(what, work)
+        return StepOutcome("done", detail + " (in the background)")
+    work()
+    return StepOutcome("done", detail)

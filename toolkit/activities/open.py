@@ -5,6 +5,8 @@ It runs in the background by default: the market stays open while the next steps
 
 from __future__ import annotations
 
+from typing import Any
+
 from .schema import Arg, Spec, boolean, integer, number
 
 SPEC = Spec(
@@ -18,3 +20,9 @@ SPEC = Spec(
         "qty": Arg(integer(1, 1_000_000), 100, "shares per parent order"),
     },
 )
+
+
+def act(run: Any, args: dict[str, Any]) -> Any:
+    from .load import send
+
+    return send(run, args, "open")

@@ -23,3 +23,28 @@ SPEC = Spec(
     },
     check=_check,
 )
+
+
+def act(run: Any, args: dict[str, Any]) -> Any:
+    """Roll back: with the rollback guard the planner decides first; with the atomic guard the
+    whole fleet goes back at once (nodes already on the target are no partial fleet)."""
+    from ..deploy import rollback
+    from ..runner import StepOutcome
+
+    lab = run.lab
+    target = args["to"] or lab.catalog.baseline
+    running = {n.name: n.release for n in lab.status().nodes}
+    fleet = lab.settings.node_names
+    chosen = [n for n in fleet if n in (args["nodes"] or fleet) and n not in args["skip"]]
+    skip = [n for n in fleet if n not in chosen]
+    if run.guards.atomic:
+        skip = [n for n in skip if running.get(n) != target]
+    result = rollback(lab, to=target, guards=run.guards, skip=skip)
+    if result.status == "refused" or (result.status == "rolled_back" and run.guards.atomic):
+        detail = result.error or result.status
+        if result.plan and result.plan.get("sequence"):
+            steps = "; ".join(s["command"] for s in result.plan["sequence"])
+            detail += f" — safe sequence: {steps}"
+        return StepOutcome("refused", detail, result.refused_by)
+    moved = sorted(n for n, v in result.nodes.items() if v["before"] != v["after"])
+    return StepOutcome("done", f"{', '.join(moved) or 'no node'} back on {target}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .schema import REQUIRED, Arg, Spec, number
 
 SPEC = Spec(
@@ -9,3 +11,11 @@ SPEC = Spec(
     summary="Wait, watching.",
     args={"seconds": Arg(number(minimum=0, maximum=3600), REQUIRED, "how long")},
 )
+
+
+def act(run: Any, args: dict[str, Any]) -> Any:
+    from ..runner import StepOutcome
+
+    if not run.sleep(args["seconds"]):
+        return StepOutcome("done", "cut short by an abort condition")
+    return StepOutcome("done", f"{args['seconds']:g}s")
