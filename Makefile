@@ -12,6 +12,7 @@ TEST_LAB ?= knight-test
 
 
 .PHONY: promtool
+.PHONY: chaos-skipped-node chaos-reused-flag chaos-rollback chaos knightmare matrix report
 .PHONY: help setup image releases lab lab-down status load deploy rollback verify faults bench test test-unit test-integration lint format clean demo
 
 help: ## Show the targets
@@ -87,9 +88,39 @@ format: $(STAMP) ## Format the code with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-demo: lab ## Set up everything, bring the lab up and show orders flowing to every node
+# Experiments: each runs the 2012 way (unsafe) and guarded; `--expect` makes the exit status say
+# whether each mode showed what the experiment file expects of it. SET="node=smars-3" picks the node.
+SET ?=
+EXPERIMENT = $(KNIGHT) experiment run $(1) --mode $(2) --expect $(if $(SET),--set $(SET))
+
+chaos-skipped-node: lab ## A node skipped in the deploy (unsafe, then guarded)
+	$(call EXPERIMENT,skipped_node,unsafe)
+	$(call EXPERIMENT,skipped_node,guarded)
+
+chaos-reused-flag: lab ## A reused flag meets a rollout half done (unsafe, then guarded)
+	$(call EXPERIMENT,reused_flag,unsafe)
+	$(call EXPERIMENT,reused_flag,guarded)
+
+chaos-rollback: lab ## The seven good nodes rolled back with the flag still on (unsafe, then guarded)
+	$(call EXPERIMENT,rollback,unsafe)
+	$(call EXPERIMENT,rollback,guarded)
+
+chaos: chaos-skipped-node chaos-reused-flag chaos-rollback ## The three experiments, both modes
+
+knightmare: lab ## The whole 2012 sequence, unsafe and guarded
+	$(call EXPERIMENT,knightmare,unsafe)
+	$(call EXPERIMENT,knightmare,guarded)
+
+matrix: lab ## Every experiment with no guard, each guard alone, and all: the defense-in-depth table
+	$(KNIGHT) experiment matrix
+
+report: $(STAMP) ## Write reports/index.md with a page and a plot per run, from the journals
+	$(KNIGHT) report
+
+demo: lab ## From nothing: image, lab, the three experiments both ways, the report and its table
 	$(KNIGHT) lab status
-	$(KNIGHT) load --rate 400 --duration 5
+	$(MAKE) --no-print-directory chaos
+	$(KNIGHT) report
 
 clean: ## Remove the labs, build output and the venv
 	-[ -x $(KNIGHT) ] && $(KNIGHT) lab down

@@ -677,6 +677,13 @@ _MODE = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the journal here (default: reports/journals/...).",
 )
+@click.option(
+    "--expect",
+    "judge_expectations",
+    is_flag=True,
+    help="Exit 0 when the file's expectations for the mode were met (an unsafe run is "
+    "expected to deviate), 1 otherwise.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the journal as JSON.")
 def experiment_run(
     ident: str,
@@ -684,6 +691,7 @@ def experiment_run(
     guards_text: str | None,
     sets: tuple[str, ...],
     journal_path: Path | None,
+    judge_expectations: bool,
     as_json: bool,
 ) -> None:
     """Run one experiment (exit 0: the hypothesis held; 1: it deviated; 2: bad input)."""
@@ -700,6 +708,8 @@ def experiment_run(
         _emit_json(result.journal)
     else:
         _print_run(result)
+    if judge_expectations and result.journal["status"] != "interrupted":
+        sys.exit(0 if result.journal.get("expectations_met") else 1)
     sys.exit(result.exit_code)
 
 

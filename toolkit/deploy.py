@@ -14,7 +14,7 @@ from typing import Any
 
 from .ansible import PlaybookResult, TaskEvent, run_playbook
 from .errors import KnightError
-from .guards import GuardSet
+from .guards import GuardSet, default_guards
 from .inventory import FLEET_GROUP
 from .lab import Lab
 from .registry import FlagLintError, check_release, load_registry
@@ -124,7 +124,8 @@ def deploy(
     action: str = "deploy",
     guards: GuardSet | None = None,
 ) -> DeployResult:
-    """Deploy `version` to the fleet with `guards` (default: the lab's; `unsafe`: none).
+    """Deploy `version` to the fleet with `guards` (default: KNIGHT_GUARDS or the default set;
+    `unsafe`: none).
 
     With the atomic guard the deploy is all or none (deploy.yml); without it, host by host as
     in 2012 (manual_deploy.yml). The flag registry refuses a release that fails its lint before
@@ -134,7 +135,7 @@ def deploy(
     for node in skip:
         lab.check_node(node)
     lab.catalog.get(version)
-    guards = GuardSet() if unsafe else (guards if guards is not None else lab.guards)
+    guards = GuardSet() if unsafe else (guards if guards is not None else default_guards())
     before = _releases(lab)
     if guards.flags:
         try:
@@ -224,7 +225,7 @@ def rollback(
     active flag means something else is refused, with the safe sequence in `plan`.
     """
     target = to or lab.catalog.baseline
-    guards = GuardSet() if unsafe else (guards if guards is not None else lab.guards)
+    guards = GuardSet() if unsafe else (guards if guards is not None else default_guards())
     if guards.rollback:
         status = lab.status()
         plan = plan_rollback(status.nodes, lab.catalog, target)
@@ -300,7 +301,7 @@ def flag(
     any node's code gives it another meaning than the declared one: that is the 2012 launch,
     `flag_7` meaning RLP, on a server whose code still meant Power Peg by it.
     """
-    guards = guards if guards is not None else lab.guards
+    guards = guards if guards is not None else default_guards()
     meaning = meaning or default_meaning(lab, name)
     if guards.flags and on:
         clashes = []

@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from toolkit.guards import GuardSet
 from toolkit.lab import Lab
 from toolkit.settings import load_settings
 
@@ -24,6 +25,7 @@ def lab() -> Lab:
 
 @pytest.fixture
 def baseline(lab: Lab) -> Lab:
-    """The lab on its baseline (release, flags, trading, intake) with a fresh venue run."""
-    lab.reset()
+    """The lab on its baseline (release, flags, trading, intake) with a fresh venue run, and no
+    guard in the routers: the 2012 fleet, which the tests of a guard then arm one by one."""
+    lab.reset(GuardSet())
     return lab
