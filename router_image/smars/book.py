@@ -19,7 +19,18 @@ __all__ = ["Book", "BookCounts", "Parent"]
 class Parent:
     """A working parent order: what the client asked, who runs it, where its reports go."""
 
-    __slots__ = ("client", "done", "id", "qty", "side", "strategy", "symbol", "tracker")
+    __slots__ = (
+        "client",
+        "committed",
+        "done",
+        "exposure",
+        "id",
+        "qty",
+        "side",
+        "strategy",
+        "symbol",
+        "tracker",
+    )
 
     def __init__(
         self,
@@ -38,6 +49,10 @@ class Parent:
         self.client = client
         self.tracker = Tracker(qty)
         self.done = False  # finished or cancelled: no child may leave for it any more
+        # The risk gate's own books of the parent, never the strategy's tracker: shares sent
+        # and not refused by the venue, and their notional while the parent works.
+        self.committed = 0
+        self.exposure = 0.0
 
 
 class BookCounts:
@@ -78,6 +93,9 @@ class Book:
         return self._egress.send(parent, qty)
 
     def cancel_parent(self, parent: Parent, reason: str) -> None:
+        if reason == "refused":
+            # The strategy only knows the egress said no; the client is told why.
+            reason = self._egress.refusal or reason
         self.cancel(parent, reason)
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Any:
@@ -117,11 +135,12 @@ class Book:
         parent.done = True
         if self.working.get(parent.id) is parent:
             del self.working[parent.id]
+        self._egress.closed(parent)
 
     # What the venue says.
 
     def on_execution(self, child_id: int, qty: int, price: float) -> None:
-        parent = self._egress.executed(child_id, qty)
+        parent = self._egress.executed(child_id, qty, price)
         counts = self.counts
         if parent is None:
             counts.errors["unknown_child"] += 1

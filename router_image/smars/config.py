@@ -39,6 +39,7 @@ class Config:
     drain_timeout_s: float = 2.0
     flags_path: str = "/etc/smars/flags.json"
     fleet_path: str = "/etc/smars/fleet.json"
+    guards_path: str = "/etc/smars/guards.json"
     state_path: str = "/var/lib/smars/state.json"
     pid_path: str = "/run/smars/router.pid"
     current_path: str = "/opt/smars/current"
@@ -46,6 +47,12 @@ class Config:
     #: `switch_confirm_s` after it was made is undone by the node itself (commit-confirmed).
     pending_path: str = "/var/lib/smars/switch.pending"
     switch_confirm_s: float = 10.0
+    #: The risk gate's limits (enforced while guards.json says "risk": true; sizing in
+    #: docs/protocol.md): child orders per second, open exposure in dollars, and the price of
+    #: a symbol before its first execution.
+    risk_max_child_per_s: int = 500_000
+    risk_max_notional: float = 250_000_000.0
+    risk_reference_price: float = 100.0
 
     @property
     def venue_address(self) -> tuple[str, int]:
@@ -78,6 +85,17 @@ def _seconds(value: Any) -> float:
     if not 0 <= value <= 600:
         raise ValueError(f"expected 0..600 seconds, got {value}")
     return float(value)
+
+
+def _dollars(high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise ValueError(f"expected a number of dollars, got {_kind(value)}")
+        if not 0 < value <= high:
+            raise ValueError(f"expected more than 0 and at most {high:g} dollars, got {value}")
+        return float(value)
+
+    return check
 
 
 def _text(value: Any) -> str:
@@ -113,11 +131,15 @@ _RULES: Mapping[str, Callable[[Any], Any]] = {
     "drain_timeout_s": _seconds,
     "flags_path": _text,
     "fleet_path": _text,
+    "guards_path": _text,
     "state_path": _text,
     "pid_path": _text,
     "current_path": _text,
     "pending_path": _text,
     "switch_confirm_s": _seconds,
+    "risk_max_child_per_s": _integer(1, 100_000_000),
+    "risk_max_notional": _dollars(1e15),
+    "risk_reference_price": _dollars(1e6),
 }
 
 

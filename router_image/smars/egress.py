@@ -1,6 +1,6 @@
 """The one path by which a child order leaves for the venue: every strategy's children go
-through `Egress.send`, below all strategy code. It refuses while the kill switch is on (the
-risk gate will sit here too), numbers the children, and keeps those still in flight."""
+through `Egress.send`, below all strategy code. It passes each child through the risk gate
+(which holds the kill switch), numbers the children, and keeps those still in flight."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 from . import wire
+from .risk import CANCEL_REASONS, Limits, RiskGate
 
 if TYPE_CHECKING:
     from .book import Parent
@@ -17,8 +18,14 @@ __all__ = ["Egress"]
 
 
 class Egress:
-    def __init__(self, state: State) -> None:
-        self._state = state
+    def __init__(self, state: State, gate: RiskGate | None = None) -> None:
+        # Without a gate of its own the egress still has one: the kill switch, limits off.
+        self.gate = gate or RiskGate(Limits(), state=state, enabled=lambda: False)
+        self._admit = self.gate.admit
+        self._prices = self.gate.prices
+        #: `closed(parent)`: the parent finished or was cancelled, its exposure is no longer
+        #: open (the gate's own method, one call per parent).
+        self.closed = self.gate.close
         self._venue: wire.Outbox | None = None
         self._next_id = 0
         # child id -> [parent, shares not yet answered]; ids are unique per process, hence
@@ -26,6 +33,8 @@ class Egress:
         self.in_flight: dict[int, list] = {}
         self.children_sent: Counter[str] = Counter()  # per strategy
         self.refused = 0
+        #: Why the last child was refused, as a parent's cancel reason (see Book.cancel_parent).
+        self.refusal: str | None = None
 
     @property
     def connected(self) -> bool:
@@ -36,7 +45,8 @@ class Egress:
         self._venue = venue
 
     def detach(self) -> list[tuple[Parent, int]]:
-        """The venue connection is gone: every child in flight will never be answered."""
+        """The venue connection is gone: every child in flight will never be answered. Their
+        shares stay committed in the risk gate: the venue may have executed them."""
         self._venue = None
         lost = [(entry[0], entry[1]) for entry in self.in_flight.values()]
         self.in_flight.clear()
@@ -44,8 +54,14 @@ class Egress:
 
     def send(self, parent: Parent, qty: int) -> bool:
         venue = self._venue
-        if venue is None or self._state.killed or parent.done:
+        if venue is None or parent.done:
             self.refused += 1
+            self.refusal = "venue_down" if venue is None else None
+            return False
+        refused = self._admit(parent, qty)
+        if refused is not None:
+            self.refused += 1
+            self.refusal = CANCEL_REASONS[refused]
             return False
         self._next_id += 1
         child_id = self._next_id
@@ -58,17 +74,24 @@ class Egress:
         self.children_sent[strategy] += 1
         return True
 
-    def executed(self, child_id: int, qty: int) -> Parent | None:
+    def executed(self, child_id: int, qty: int, price: float) -> Parent | None:
         """The parent of an executed child (None for an unknown child)."""
         entry = self.in_flight.get(child_id)
         if entry is None:
             return None
+        parent = entry[0]
+        self._prices[parent.symbol] = price  # the risk gate's reference for the next children
         entry[1] -= qty
         if entry[1] <= 0:
             del self.in_flight[child_id]
-        return entry[0]
+        return parent
 
     def rejected(self, child_id: int) -> tuple[Parent, int] | None:
-        """The parent of a refused child and the shares that will not execute."""
+        """The parent of a refused child and the shares that will not execute (released in
+        the risk gate)."""
         entry = self.in_flight.pop(child_id, None)
-        return None if entry is None else (entry[0], entry[1])
+        if entry is None:
+            return None
+        parent, qty = entry
+        self.gate.release(parent, qty)
+        return parent, qty

@@ -51,6 +51,10 @@ class Snapshot:
     flags: Mapping[str, Mapping[str, Any]]
     flag_errors: int
     errors: Mapping[str, int] = field(default_factory=dict)
+    risk_enabled: bool = False
+    risk_refused: Mapping[str, int] = field(default_factory=dict)
+    risk_would_refuse: Mapping[str, int] = field(default_factory=dict)
+    risk_exposure: float = 0.0
 
 
 def _escape(value: Any) -> str:
@@ -116,6 +120,16 @@ def render(s: Snapshot) -> str:
         ("smars_flag_errors_total", "counter", "Flag files that could not be used.",
          [({}, s.flag_errors)]),
         ("smars_errors_total", "counter", "Errors by kind.", _by("kind", s.errors)),
+        ("smars_risk_enabled", "gauge", "1 when the risk guard enforces its limits.",
+         [({}, int(s.risk_enabled))]),
+        ("smars_risk_refused_total", "counter", "Child orders the risk gate refused by reason.",
+         _by("reason", s.risk_refused)),
+        ("smars_risk_would_refuse_total", "counter",
+         "Child orders the risk gate would have refused by reason, had the guard been on.",
+         _by("reason", s.risk_would_refuse)),
+        ("smars_risk_exposure_dollars", "gauge",
+         "Notional of the shares committed to working parent orders.",
+         [({}, float(s.risk_exposure))]),
     ]  # fmt: skip
     out: list[str] = []
     for family in families:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -22,10 +24,12 @@ from .egress import Egress
 from .errors import ReleaseError, SmarsError
 from .flags import FlagStore
 from .fleet import FleetManifest
+from .guards import GuardStore
 from .log import Log
 from .metrics import Metrics, Snapshot, render
 from .orders import Intake, OrderPort
 from .release import Release, load_release, tree_dir
+from .risk import Limits, RiskGate
 from .state import ACTIVE, KILLED, OPEN, PAUSED, State
 from .strategies import discover
 from .venue_link import VenueLink
@@ -37,6 +41,7 @@ TOKEN_ENV = "SMARS_ADMIN_TOKEN"
 _SUMMARY_INTERVAL_S = 5.0
 _CLOSE_CLIENTS_S = 0.5
 _ADMIN_IDLE_S = 1.0
+_TREE = re.compile(r"[0-9a-f]{64}")
 
 
 def _now() -> str:
@@ -56,11 +61,14 @@ class Node:
         self.state = State(config.state_path)
         self.flags = FlagStore(config.flags_path, self.release.flags)
         self.fleet = FleetManifest(config.fleet_path)
+        self.guards = GuardStore(config.guards_path)
         self.config_hash = config.config_hash()
         self.started_at = _now()
         self._stop: asyncio.Future[str] | None = None
         self._switch: asyncio.Task[None] | None = None
         self._summary_total = 0
+        self._armed = threading.Condition()
+        self._armed_for: str | None = None
 
     # Startup and shutdown.
 
@@ -103,7 +111,18 @@ class Node:
 
     def _build(self, loop: asyncio.AbstractEventLoop) -> None:
         config = self.config
-        self.egress = Egress(self.state)
+        self.risk = RiskGate(
+            Limits(
+                max_child_per_s=config.risk_max_child_per_s,
+                max_notional=config.risk_max_notional,
+                reference_price=config.risk_reference_price,
+            ),
+            state=self.state,
+            # Read at each refusal, so a reload switches the gate on or off at once.
+            enabled=lambda: self.guards.guards.risk,
+            log=self.log,
+        )
+        self.egress = Egress(self.state, self.risk)
         self.book = Book(
             loop=loop,
             egress=self.egress,
@@ -213,7 +232,12 @@ class Node:
     # Flags, venue, errors.
 
     def reload(self) -> dict[str, Any]:
-        """Re-read the flags (keeping the last good ones on error) and the fleet manifest."""
+        """Re-read the guard switches, the flags (keeping the last good ones on error) and the
+        fleet manifest."""
+        if self.guards.load():
+            self.log.info("guards_loaded", guards=self.guards.guards.to_json())
+        else:
+            self._error("guards", "guards_error", error=self.guards.error)
         if self.flags.load():
             self.log.info("flags_loaded", flags=self.flags.snapshot())
         else:
@@ -372,7 +396,39 @@ class Node:
             "/intake/pause": Route("POST", lambda: self._set_intake(PAUSED)),
             "/intake/resume": Route("POST", lambda: self._set_intake(OPEN)),
             "/reload": Route("POST", lambda: Reply(200, self._reload_from_admin())),
+            "/switch/arm": Route("POST", self.arm, query=True),
+            "/switch/armed": Route("GET", self.armed, query=True, blocking=True),
         }
+
+    # The flip's rendezvous: each node of a guarded deploy arms itself for the new tree, then
+    # waits until every peer is armed (or already runs it) before pausing and switching, so the
+    # fleet flips together however far apart the deploy tool started the nodes' tasks.
+
+    def arm(self, query: dict[str, str]) -> Reply:
+        tree = query.get("tree", "")
+        if not _TREE.fullmatch(tree):
+            return Reply(400, {"error": "tree: expected 64 lowercase hex digits"})
+        with self._armed:
+            self._armed_for = tree
+            self._armed.notify_all()
+        self.log.info("switch_armed", tree=tree)
+        return Reply(200, {"armed": tree})
+
+    def armed(self, query: dict[str, str]) -> Reply:
+        """Long poll: answers once this node is armed for `tree` or runs it, or after `wait`
+        seconds (at most 10)."""
+        tree = query.get("tree", "")
+        try:
+            wait = min(max(float(query.get("wait", "0")), 0.0), 10.0)
+        except ValueError:
+            return Reply(400, {"error": "wait: expected seconds"})
+
+        def ready() -> bool:
+            return tree in (self._armed_for, self.release.tree)
+
+        with self._armed:
+            found = self._armed.wait_for(ready, timeout=wait)
+        return Reply(200, {"ready": found, "armed": self._armed_for, "tree": self.release.tree})
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -403,6 +459,8 @@ class Node:
                 "flags": self.flags.snapshot(),
                 "flags_error": self.flags.error,
                 "fleet": self.fleet.status(self.release.tree),
+                "guards": self.guards.snapshot(),
+                "risk": self.risk.snapshot(),
                 **self._switches(),
                 "pid": os.getpid(),
                 "started_at": self.started_at,
@@ -431,6 +489,10 @@ class Node:
             flags=self.flags.snapshot(),
             flag_errors=self.metrics.flag_errors,
             errors=dict(Counter(self.metrics.errors) + counts.errors),
+            risk_enabled=self.risk.enabled,
+            risk_refused=self.risk.refused,
+            risk_would_refuse=self.risk.would_refuse,
+            risk_exposure=round(self.risk.exposure, 2),
         )
         return Reply(200, render(snapshot))
 
