@@ -19,6 +19,7 @@ __all__ = ["Egress"]
 
 class Egress:
     def __init__(self, state: State, gate: RiskGate | None = None) -> None:
+        self._state = state
         # Without a gate of its own the egress still has one: the kill switch, limits off.
         self.gate = gate or RiskGate(Limits(), state=state, enabled=lambda: False)
         self._admit = self.gate.admit
@@ -54,9 +55,9 @@ class Egress:
 
     def send(self, parent: Parent, qty: int) -> bool:
         venue = self._venue
-        if venue is None or parent.done:
+        if venue is None or parent.done or self._state.fenced:
             self.refused += 1
-            self.refusal = "venue_down" if venue is None else None
+            self.refusal = "venue_down" if venue is None else None if parent.done else "fenced"
             return False
         refused = self._admit(parent, qty)
         if refused is not None:

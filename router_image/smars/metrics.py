@@ -15,6 +15,7 @@ REJECT_REASONS = (
     "invalid",
     "duplicate",
     "killed",
+    "fenced",
     "intake_paused",
     "venue_down",
     "overloaded",
@@ -55,6 +56,9 @@ class Snapshot:
     risk_refused: Mapping[str, int] = field(default_factory=dict)
     risk_would_refuse: Mapping[str, int] = field(default_factory=dict)
     risk_exposure: float = 0.0
+    fencing: bool = False
+    fenced: bool = False
+    flags_refused: int = 0
 
 
 def _escape(value: Any) -> str:
@@ -112,6 +116,14 @@ def render(s: Snapshot) -> str:
         ("smars_working_parents", "gauge", "Working parent orders.", [({}, s.working)]),
         ("smars_trading_active", "gauge", "1 unless the kill switch is on.",
          [({}, int(s.trading_active))]),
+        ("smars_fencing_enabled", "gauge", "1 when the fencing guard is on.",
+         [({}, int(s.fencing))]),
+        ("smars_fenced", "gauge",
+         "1 when the running tree is not the fleet manifest's and fencing keeps it from trading.",
+         [({}, int(s.fenced))]),
+        ("smars_flags_refused", "gauge",
+         "Flags refused because their declared meaning is not the one this code implements.",
+         [({}, s.flags_refused)]),
         ("smars_intake_open", "gauge", "1 when new orders are accepted.",
          [({}, int(s.intake_open))]),
         ("smars_venue_connected", "gauge", "1 when connected to the venue.",

@@ -243,24 +243,52 @@ class Node:
         else:
             self.metrics.flag_errors += 1
             self.log.error("flags_error", error=self.flags.error)
+        enforce = self.guards.guards.flags
+        refused = {f.name for f in self.flags.refused(enforce)} if enforce else set()
         for flag in self.flags.mismatches():
-            # Reported, not refused: refusing is the flag-registry guard's job.
+            # Always reported (the pre-open messages of 2012); refused only with the flags guard.
             self._error(
                 "flag_meaning",
-                "flag_meaning_mismatch",
+                "flag_refused" if flag.name in refused else "flag_meaning_mismatch",
                 flag=flag.name,
                 value=flag.value,
                 meaning=flag.meaning,
                 code_meaning=self.flags.code_meaning(flag.name),
             )
-        route = self.flags.strategy_for_rlp(self.book.strategies)
+        route = self.flags.strategy_for_rlp(self.book.strategies, enforce=enforce)
         routed_to = route or "sor"
         if routed_to != self.intake.rlp.NAME:
             self.log.info("rlp_route", strategy=routed_to)
         self.intake.route_rlp_to(route)
         if not self.fleet.load():
             self._error("fleet_manifest", "fleet_manifest_unreadable", error=self.fleet.error)
-        return {"flags": self.flags.snapshot(), "flags_error": self.flags.error}
+        self._fence()
+        return {"flags": self._flags_snapshot(), "flags_error": self.flags.error}
+
+    def _flags_snapshot(self) -> dict[str, Any]:
+        return self.flags.snapshot(enforce=self.guards.guards.flags)
+
+    def _fence(self) -> None:
+        """Fencing: with the guard on, a node whose running tree is not the one the fleet
+        manifest names may not trade (fail closed: an unreadable manifest fences too). Becoming
+        fenced cancels every working parent; new ones are refused `fenced`."""
+        reason = None
+        if self.guards.guards.fencing:
+            manifest = self.fleet.manifest
+            if self.fleet.error:
+                reason = f"fleet manifest unreadable: {self.fleet.error}"
+            elif manifest is not None and manifest.get("tree") != self.release.tree:
+                reason = (
+                    f"runs {self.release.version} (tree {self.release.tree[:12]}) but the fleet "
+                    f"runs {manifest.get('release')} (tree {str(manifest.get('tree'))[:12]}, "
+                    f"epoch {manifest.get('epoch')})"
+                )
+        was, self.state.fenced = self.state.fenced, reason
+        if reason and not was:
+            cancelled = self.book.cancel_all("fenced")
+            self._error("fencing", "fenced", reason=reason, cancelled=cancelled)
+        elif was and not reason:
+            self.log.info("unfenced", fleet=self.fleet.manifest)
 
     def _venue_lost(self, closed_by_us: bool) -> None:
         cancelled = self.book.on_venue_lost(self.egress.detach())
@@ -456,9 +484,13 @@ class Node:
             200,
             {
                 **self._identity(),
-                "flags": self.flags.snapshot(),
+                "flags": self._flags_snapshot(),
                 "flags_error": self.flags.error,
-                "fleet": self.fleet.status(self.release.tree),
+                "fleet": {
+                    **self.fleet.status(self.release.tree),
+                    "fencing": self.guards.guards.fencing,
+                    "fenced": self.state.fenced,
+                },
                 "guards": self.guards.snapshot(),
                 "risk": self.risk.snapshot(),
                 **self._switches(),
@@ -486,12 +518,15 @@ class Node:
             trading_active=not self.state.killed,
             intake_open=self.state.accepting,
             venue_connected=self.egress.connected,
-            flags=self.flags.snapshot(),
+            flags=self._flags_snapshot(),
             flag_errors=self.metrics.flag_errors,
             errors=dict(Counter(self.metrics.errors) + counts.errors),
             risk_enabled=self.risk.enabled,
             risk_refused=self.risk.refused,
             risk_would_refuse=self.risk.would_refuse,
+            fencing=self.guards.guards.fencing,
+            fenced=self.state.fenced is not None,
+            flags_refused=sum(bool(f.get("refused")) for f in self._flags_snapshot().values()),
             risk_exposure=round(self.risk.exposure, 2),
         )
         return Reply(200, render(snapshot))
@@ -515,7 +550,11 @@ class Node:
 
     def _reload_from_admin(self) -> dict[str, Any]:
         self.log.info("reload", trigger="admin")
-        return {**self.reload(), "fleet": self.fleet.status(self.release.tree)}
+        reloaded = self.reload()
+        return {
+            **reloaded,
+            "fleet": {**self.fleet.status(self.release.tree), "fenced": self.state.fenced},
+        }
 
     def _persist(self, **change: str) -> bool:
         try:

@@ -54,6 +54,8 @@ class Intake:
         working = book.working
         if state.killed:
             refusal = "killed"
+        elif state.fenced:
+            refusal = "fenced"
         elif not state.accepting:
             refusal = "intake_paused"
         elif not self._egress.connected:

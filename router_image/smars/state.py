@@ -21,6 +21,9 @@ class State:
         # A release switch in progress pauses intake without persisting it: the next process
         # must come up with the operator's intake state, not the switch's.
         self.switching = False
+        #: Why this node may not trade (fencing: its running tree is not the fleet manifest's);
+        #: None when it may. Worked out from the manifest, never persisted.
+        self.fenced: str | None = None
         self.error: str | None = None
 
     @property

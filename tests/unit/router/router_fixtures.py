@@ -159,6 +159,7 @@ class Router:
             "venue": f"127.0.0.1:{venue_port}",
             "flags_path": str(self.flags_path),
             "fleet_path": str(home / "fleet.json"),
+            "guards_path": str(home / "guards.json"),
             "state_path": str(home / "state.json"),
             "pid_path": str(home / "router.pid"),
             "current_path": str(self.current),

@@ -201,14 +201,49 @@ def test_sighup_reloads_the_flags_and_a_bad_file_keeps_the_last_good(router_fact
 def test_reload_reads_the_fleet_manifest(router_factory):
     router = router_factory()
     tree = router.admin("GET", "/version")[1]["tree"]
-    assert router.admin("GET", "/version")[1]["fleet"] == {"manifest": None, "match": None}
+    assert router.admin("GET", "/version")[1]["fleet"] == {
+        "manifest": None,
+        "match": None,
+        "fencing": False,
+        "fenced": None,
+    }
     manifest = {"release": "7.1.0", "tree": tree, "epoch": 3}
     (router.home / "fleet.json").write_text(json.dumps(manifest))
     status, body = router.admin("POST", "/reload", token=TOKEN)
-    assert (status, body["fleet"]) == (200, {"manifest": manifest, "match": True})
+    assert (status, body["fleet"]) == (200, {"manifest": manifest, "match": True, "fenced": None})
     (router.home / "fleet.json").write_text(json.dumps({**manifest, "tree": "0" * 64}))
     router.admin("POST", "/reload", token=TOKEN)
-    assert router.admin("GET", "/version")[1]["fleet"]["match"] is False
+    fleet = router.admin("GET", "/version")[1]["fleet"]
+    assert (fleet["match"], fleet["fenced"]) == (False, None)  # no fencing guard: it trades on
+
+
+def test_a_fenced_router_refuses_to_trade_and_says_why(router_factory):
+    router = router_factory()
+    version = router.admin("GET", "/version")[1]
+    (router.home / "guards.json").write_text(json.dumps({"fencing": True}))
+    other = {"release": "8.0.0", "tree": "e" * 64, "epoch": 7}
+    (router.home / "fleet.json").write_text(json.dumps(other))
+    mark = len(router.events)
+    status, body = router.admin("POST", "/reload", token=TOKEN)
+    assert status == 200
+    why = body["fleet"]["fenced"]
+    assert why.startswith(f"runs {version['release']} (tree {version['tree'][:12]})")
+    assert "8.0.0 (tree eeeeeeeeeeee, epoch 7)" in why
+    assert router.wait_event("fenced", since=mark)["reason"] == why
+    client = router.client()
+    client.send(order("f1"))
+    (refused,) = client.until(finished)
+    assert (refused["type"], refused["id"], refused["reason"]) == ("reject", "f1", "fenced")
+    assert metric(router, "smars_fenced") == 1
+    assert metric(router, 'smars_rejects_total{reason="fenced"}') == 1
+
+    # The manifest now names the tree it runs: it trades again.
+    (router.home / "fleet.json").write_text(json.dumps({**other, "tree": version["tree"]}))
+    router.admin("POST", "/reload", token=TOKEN)
+    assert router.admin("GET", "/version")[1]["fleet"]["fenced"] is None
+    assert metric(router, "smars_fenced") == 0
+    client.send(order("f2"))
+    assert client.until(finished)[0] == {"type": "ack", "id": "f2"}
 
 
 def test_sigusr2_switches_release_and_keeps_the_order_port(router_factory, releases, venue):
