@@ -67,6 +67,8 @@ class Run:
     faults: list[Any] = field(default_factory=list)
     kill_times: list[float] = field(default_factory=list)
     deploying: str | None = None
+    #: "method" or "rollbacks": a kill switch thrown by a rollback is cleanup, not a response.
+    phase: str = "method"
 
     def event(self, kind: str, node: str | None, detail: str) -> None:
         """Record it in the journal and show it: nothing is shown that is not recorded."""
@@ -144,6 +146,7 @@ def run_experiment(
     run = Run(lab, experiment, mode, guards, journal, say or (lambda _m: None))
     run.event("start", None, f"{experiment.title} ({mode}, guards {guards.label()})")
     lab.reset(guards)
+    lab.wait_healthy(timeout=30)
     run.event("reset", None, f"every node on {lab.catalog.baseline}, guards {guards.label()}")
     venue_start = lab.venue_admin().get("/stats").get("started_at", time.time())
     monitor_dir = lab.settings.reports / "monitor" / journal.start.strftime("%Y%m%dT%H%M%S")
@@ -231,6 +234,7 @@ def _step(run: Run, step: Activity) -> StepOutcome:
 def _rollbacks(run: Run) -> None:
     """Every rollback runs, whatever happened before, and goes on after one fails."""
     run.stop.clear()
+    run.phase = "rollbacks"
     for step in run.experiment.rollbacks:
         try:
             outcome = ACTIVITY_ACTS[step.name](run, step.args)
@@ -312,8 +316,16 @@ def _outcome(run: Run, watcher: _Watcher, seen: Any) -> Outcome:
     stats = lab.venue_admin().get("/stats")
     nodes = stats.get("nodes", {})
     start = journal.start.timestamp()
+    # The fault is the first runaway child order (the venue's first execution beyond its
+    # parent), else what the method marked (a flag turned on, a fault injected).
+    firsts = [v["first_excess_at"] for v in nodes.values() if v.get("first_excess_at")]
+    if firsts:
+        journal.mark_fault(min(firsts) - start)
+        journal.event(
+            "runaway", None, "first child order executed beyond its parent", t=min(firsts) - start
+        )
     first_alert = min((a.raised for a in seen.alerts if a.severity == "critical"), default=None)
-    kills = [k.t - start for k in seen.kills] + run.kill_times
+    kills = [k.done - start for k in seen.kills] + run.kill_times
     detected = journal.since_fault(first_alert - start) if first_alert else None
     killed = journal.since_fault(min(kills)) if kills else None
     return Outcome(

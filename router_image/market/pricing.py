@@ -138,6 +138,7 @@ class NodeBook:
         "child_orders",
         "connected",
         "excess_shares",
+        "first_excess_at",
         "executions",
         "invalid",
         "name",
@@ -159,6 +160,8 @@ class NodeBook:
         self.executions = 0
         self.shares = 0
         self.excess_shares = 0
+        #: When this node's first execution beyond its parent's quantity happened (epoch s).
+        self.first_excess_at: float | None = None
         self.overfilled_parents = 0
         self.rejected = 0
         self.invalid = 0
@@ -380,6 +383,8 @@ class Book:
         releases = n.releases
         releases[release] = releases.get(release, 0) + k
         if excess:
+            if n.first_excess_at is None:
+                n.first_excess_at = now
             n.excess_shares += excess
             self.excess_shares += excess
             n.overfilled_parents += overfilled
@@ -440,6 +445,7 @@ class Book:
                     "executions": n.executions,
                     "shares": n.shares,
                     "excess_shares": n.excess_shares,
+                    "first_excess_at": n.first_excess_at,
                     "overfilled_parents": n.overfilled_parents,
                     "rejected": n.rejected,
                     "invalid": n.invalid,

@@ -25,7 +25,7 @@ def act(run: Any, args: dict[str, Any]) -> Any:
     from ..deploy import flag
     from ..runner import StepOutcome
 
-    on = args["value"] == "on"
+    on = bool(args["value"])  # the schema's switch: True for on
     result = flag(run.lab, args["name"], on, args["meaning"], guards=run.guards)
     if result.status == "refused":
         return StepOutcome("refused", result.error or "", result.refused_by)
@@ -34,4 +34,6 @@ def act(run: Any, args: dict[str, Any]) -> Any:
     if on and run.journal.fault_t is None:
         run.journal.mark_fault()
     meaning = next((n.get("meaning") for n in result.nodes.values() if n.get("meaning")), "")
-    return StepOutcome("done", f"{args['name']} {args['value']} ({meaning or 'as declared'})")
+    return StepOutcome(
+        "done", f"{args['name']} {'on' if on else 'off'} ({meaning or 'as declared'})"
+    )

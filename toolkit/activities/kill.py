@@ -15,7 +15,8 @@ def act(run: Any, args: dict[str, Any]) -> Any:
     from ..runner import StepOutcome
 
     result = killswitch(run.lab, True)
-    run.kill_times.append(run.journal.elapsed())
+    if run.phase == "method":
+        run.kill_times.append(run.journal.elapsed())
     if result.status != "done":
         return StepOutcome("failed", result.error or result.status)
     return StepOutcome("done", f"every node killed in {result.duration_s:.1f}s")
