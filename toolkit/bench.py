@@ -36,6 +36,9 @@ GOALS = {
     "flip_skew_ms": "<= 250",
     "intake_pause_ms": "<= 1000",
     "interleaved_orders": "== 0",
+    "detect_s": "<= 0.5",
+    "kill_s": "<= 1.0",
+    "chaos_total_s": "<= 180",
 }
 
 ROUNDS = 3
@@ -159,11 +162,71 @@ def deploy_figures(lab: Lab, say: Progress, target: str = "8.0.0") -> dict[str, 
     return figures
 
 
+def guard_figures(lab: Lab, say: Progress, node: str = "smars-4") -> dict[str, Any]:
+    """The monitor alone against a runaway: Power Peg on one node, declared as such (so the
+    only signal is the runaway itself, not a meaning drift). detect_s: the first child order
+    executed beyond its parent to the alert; kill_s: the alert to the last child order from any
+    node; excess_shares_monitor_only: what got through. Knight needed about 45 minutes."""
+    from .guards import GuardSet
+    from .monitor import watch
+
+    lab.reset(GuardSet.of(["monitor"]))
+    lab.wait_healthy(timeout=30)
+    monitor = watch(lab, acting=True, out_dir=lab.settings.reports / "monitor" / "bench")
+    try:
+        flags = lab.baseline_flags()
+        flags["flag_7"] = {"value": True, "meaning": "power_peg"}
+        lab.set_flags(node, flags)
+        load = run_load(
+            lab, LoadSpec(nodes=(node,), rate=100, duration_s=3, rlp_share=1.0, drain_s=2)
+        )
+        time.sleep(1.0)  # the kill's last echoes
+    finally:
+        result = monitor.stop()
+    stats = lab.venue_admin().get("/stats")
+    first_excess = stats["nodes"].get(node, {}).get("first_excess_at")
+    alert = result.first_alert("kill")
+    rows = lab.executions()
+    figures: dict[str, Any] = {
+        "excess_shares_monitor_only": stats["excess_shares"],
+        "monitor_alert_rule": alert.rule if alert else None,
+        "monitor_parent_orders": load.sent,
+    }
+    if alert is None or first_excess is None:
+        raise KnightError(f"bench: no runaway or no alert (alert {alert}, excess {first_excess})")
+    last_child = max(r["t"] for r in rows)
+    figures["detect_s"] = round(alert.raised - first_excess, 3)
+    figures["kill_s"] = round(last_child - alert.raised, 3)
+    say(
+        f"monitor: detect {figures['detect_s']}s, kill {figures['kill_s']}s, "
+        f"{figures['excess_shares_monitor_only']} excess shares"
+    )
+    lab.reset(GuardSet())
+    return figures
+
+
+def chaos_figures(lab: Lab, say: Progress) -> dict[str, Any]:
+    """The six runs of `make chaos` (three experiments, unsafe then guarded), lab resets
+    included; and whether each showed what its file expects."""
+    from .experiment import load_experiment
+    from .runner import run_experiment
+
+    started = time.monotonic()
+    met = {}
+    for exp_id in ("skipped_node", "reused_flag", "rollback"):
+        exp = load_experiment(exp_id, {})
+        for mode in ("unsafe", "guarded"):
+            result = run_experiment(lab, exp, mode)
+            met[f"{exp_id}/{mode}"] = result.journal.get("expectations_met")
+            say(f"{exp_id} {mode}: {result.journal['duration_s']}s")
+    return {"chaos_total_s": round(time.monotonic() - started, 1), "chaos_expectations_met": met}
+
+
 def run_bench(
     lab: Lab,
     path: Path,
     progress: Progress | None = None,
-    parts: tuple[str, ...] = ("lab", "deploy"),
+    parts: tuple[str, ...] = ("lab", "deploy", "guards", "chaos"),
 ) -> dict[str, Any]:
     """Measure, merge into `path`, and return {figure: {value, goal}}."""
     say = progress or (lambda _m: None)
@@ -172,6 +235,10 @@ def run_bench(
         figures |= lab_figures(lab, say)
     if "deploy" in parts:
         figures |= deploy_figures(lab, say)
+    if "guards" in parts:
+        figures |= guard_figures(lab, say)
+    if "chaos" in parts:
+        figures |= chaos_figures(lab, say)
     doc: dict[str, Any] = {}
     if path.exists():
         try:

@@ -850,7 +850,7 @@ def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
 )
 @click.option(
     "--only",
-    type=click.Choice(["lab", "deploy"]),
+    type=click.Choice(["lab", "deploy", "guards", "chaos"]),
     multiple=True,
     help="Measure only these parts (default: all).",
 )
@@ -861,7 +861,9 @@ def bench(json_path: Path | None, only: tuple[str, ...]) -> None:
     lab_ = _lab()
     path = json_path or lab_.settings.reports / "bench.json"
     with _progress("benchmarking") as say:
-        figures = run_bench(lab_, path, progress=say, parts=only or ("lab", "deploy"))
+        figures = run_bench(
+            lab_, path, progress=say, parts=only or ("lab", "deploy", "guards", "chaos")
+        )
     table = Table("figure", "value", "goal")
     for name, entry in figures.items():
         table.add_row(name, str(entry.get("value")), entry.get("goal", ""))

@@ -84,21 +84,24 @@ def test_the_router_refuses_a_flag_whose_declared_meaning_its_code_does_not_impl
     version = baseline.node_admin(NODE).get("/version")
     assert version["release"] == "7.1.0"
     assert version["flags"]["flag_7"]["refused"] is True
+    admin = baseline.node_admin(NODE)
+    pegged = metric(admin.metrics(), "smars_child_orders_total", strategy="power_peg")
     result = run_load(baseline, LoadSpec(nodes=(NODE,), rate=200, duration_s=3, rlp_share=1.0))
     assert result.sent > 0 and result.unanswered == 0
     stats = baseline.venue_admin().get("/stats")
     assert stats["excess_shares"] == 0
     assert stats["nodes"][NODE]["executions"] > 0  # it traded, through sor
-    text = baseline.node_admin(NODE).metrics()
-    assert metric(text, "smars_child_orders_total", strategy="power_peg") == 0
+    text = admin.metrics()
+    assert metric(text, "smars_child_orders_total", strategy="power_peg") == pegged  # none more
 
 
 def test_the_risk_gate_alone_stops_power_peg_at_the_parent_quantity(lab: Lab):
     journal = skipped_node(lab, GuardSet.of(["risk"]))
     assert journal["outcome"]["excess_shares"] == 0
-    text = lab.node_admin(NODE).metrics()
-    assert metric(text, "smars_child_orders_total", strategy="power_peg") > 0  # it did run
-    assert metric(text, "smars_risk_refused_total", reason="overfill") > 0  # and was stopped
+    version = lab.node_admin(NODE).get("/version")
+    assert version["risk"]["enabled"] is True
+    assert version["risk"]["refused"]["overfill"] > 0  # Power Peg ran, and the gate held it
+    assert any(e["kind"] == "runaway" for e in journal["timeline"]) is False
 
 
 def test_the_monitor_alone_detects_the_runaway_and_kills_the_fleet(lab: Lab):
@@ -143,3 +146,29 @@ def test_unsafe_rollback_with_the_flag_on_spreads_power_peg_to_every_node(baseli
     run_load(baseline, LoadSpec(rate=200, duration_s=2, rlp_share=0.5, drain_s=1))
     nodes = baseline.venue_admin().get("/stats")["nodes"]
     assert all(nodes[n]["excess_shares"] > 0 for n in baseline.settings.node_names)
+
+
+def test_the_monitor_alone_kills_a_runaway_that_shows_no_flag_drift(baseline: Lab):
+    """Power Peg switched on as what it is (declared power_peg): the only signal is the runaway
+    itself, and the monitor must still see it and stop every node."""
+    from toolkit.monitor import watch
+
+    baseline.set_guards(GuardSet.of(["monitor"]))
+    monitor = watch(baseline, acting=True, out_dir=baseline.settings.reports / "monitor" / "test")
+    try:
+        flags = baseline.baseline_flags()
+        flags["flag_7"] = {"value": True, "meaning": "power_peg"}
+        baseline.set_flags(NODE, flags)
+        run_load(baseline, LoadSpec(nodes=(NODE,), rate=100, duration_s=2, rlp_share=1.0))
+    finally:
+        seen = monitor.stop()
+    alert = seen.first_alert("kill")
+    assert alert is not None and alert.node == NODE
+    assert alert.rule in ("overfill", "order_rate_anomaly")
+    assert (alert.owner, alert.severity) != ("", "")
+    (kill,) = seen.kills
+    assert kill.ok and set(kill.nodes) == set(baseline.settings.node_names)
+    assert {n.trading for n in baseline.status().nodes} == {"killed"}
+    stats = baseline.venue_admin().get("/stats")
+    assert stats["nodes"][NODE]["first_excess_at"] is not None  # it did run away before the kill
+    assert all(r["t"] <= kill.done + 0.5 for r in baseline.executions())  # and stopped
