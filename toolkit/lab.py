@@ -553,6 +553,9 @@ class Lab:
             # A marker left by a failed deploy would make the node undo a switch later on.
             self.engine.exec(self._container(node), ["rm", "-f", PENDING_FILE])
             admin = self.node_admin(node)
+            # The kill switch cancels every working parent (Power Peg's never end by
+            # themselves), then trading resumes on a clean book.
+            admin.post("/kill")
             admin.post("/resume")
             admin.post("/intake/resume")
             self.engine.put(
