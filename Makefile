@@ -125,4 +125,4 @@ demo: lab ## From nothing: image, lab, the three experiments both ways, the repo
 clean: ## Remove the labs, build output and the venv
 	-[ -x $(KNIGHT) ] && $(KNIGHT) lab down
 	-[ -x $(KNIGHT) ] && KNIGHT_LAB=$(TEST_LAB) $(KNIGHT) lab down
-	rm -rf dist reports .pytest_cache .ruff_cache $(VENV)
+	rm -rf dist reports .test-reports .pytest_cache .ruff_cache $(VENV)

@@ -1,8 +1,8 @@
 """The report: what the experiments did, in a page a person reads in a minute, beside 2012.
 
 `build_report` reads every journal and writes `index.md` (the latest run per experiment, mode and
-guard set, the Knight Capital row, the defense-in-depth matrix) and, per run, `runs/<stem>.md`
-with its timeline and `runs/<stem>.png`: child orders per second per node over time, with the
+guard set, the Knight Capital row, the defense-in-depth matrix) and, per run, `experiments/<stem>.md`
+with its timeline and `experiments/<stem>.png`: child orders per second per node over time, with the
 deploy, flag, alert and kill moments marked. Unreadable journals are skipped and named.
 """
 
@@ -552,7 +552,7 @@ def _index(
     rows = []
     for run in latest:
         row = list(_row(run).values())
-        row[0] = f"[{row[0]}](runs/{run.stem}.md)"
+        row[0] = f"[{row[0]}](experiments/{run.stem}.md)"
         rows.append(row)
     rows.append(list(_incident_row(incident).values()))
     lines = [
@@ -576,7 +576,7 @@ def _index(
     for run in sorted(all_runs, key=lambda r: r.order, reverse=True):
         outcome = run.doc["outcome"]
         lines.append(
-            f"- [{run.stem}](runs/{run.stem}.md): {run.doc['status']}, "
+            f"- [{run.stem}](experiments/{run.stem}.md): {run.doc['status']}, "
             f"{fmt_int(outcome.get('excess_shares'))} excess shares"
         )
     if not all_runs:
@@ -594,14 +594,14 @@ def build_report(
     incident: Mapping[str, Any] | None = None,
     force: bool = False,
 ) -> ReportResult:
-    """Write `out_dir/index.md` and, per journal, `out_dir/runs/<stem>.md` and `.png`.
+    """Write `out_dir/index.md` and, per journal, `out_dir/experiments/<stem>.md` and `.png`.
     A run's page and plot are redrawn only when its journal is newer (or `force`)."""
     journals_dir, out_dir = Path(journals_dir), Path(out_dir)
     incident = incident or INCIDENT_2012
     runs, skipped = _read_all(journals_dir)
     latest = _latest(runs)
     result = ReportResult(index=out_dir / "index.md", runs=len(runs), skipped=skipped)
-    runs_dir = out_dir / "runs"
+    runs_dir = out_dir / "experiments"
     runs_dir.mkdir(parents=True, exist_ok=True)
     for run in runs:
         plot, page = runs_dir / f"{run.stem}.png", runs_dir / f"{run.stem}.md"

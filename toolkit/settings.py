@@ -64,7 +64,9 @@ class Settings:
 
     @property
     def reports(self) -> Path:
-        return self.root / "reports"
+        """Where journals, the report, bench figures and Ansible run artifacts go
+        (KNIGHT_REPORTS, else reports/ at the root; the tests use a folder of their own)."""
+        return Path(os.environ.get("KNIGHT_REPORTS") or self.root / "reports")
 
     @property
     def node_names(self) -> list[str]:

@@ -133,13 +133,13 @@ def test_each_run_has_a_page_with_its_timeline_and_a_png_plot(tmp_path):
     result = build_report(journals, tmp_path / "reports")
     assert len(result.pages) == len(result.plots) == 4
     stem = "skipped_node-unsafe-20240501T100000Z"
-    page = (tmp_path / "reports" / "runs" / f"{stem}.md").read_text()
+    page = (tmp_path / "reports" / "experiments" / f"{stem}.md").read_text()
     assert page.startswith("# skipped_node — unsafe (guards: none)")
     assert f"![child orders per second per node]({stem}.png)" in page
     assert "| 1.00 | deploy | — | 8.0.0, smars-8 skipped |" in page
     assert "| 9.00 | kill | — | kill switch |" in page
     assert "| smars-8 | 7.1.0 |" in page
-    plot = tmp_path / "reports" / "runs" / f"{stem}.png"
+    plot = tmp_path / "reports" / "experiments" / f"{stem}.png"
     assert plot.read_bytes()[:8] == PNG
     assert plot.stat().st_size > 10_000
 
