@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -176,8 +177,11 @@ def run_playbook(
     consumer = threading.Thread(target=consume, name="knight-ansible-events", daemon=True)
     consumer.start()
     started = time.monotonic()
+    interrupted = threading.Event()
+    restore = _catch_interrupts(interrupted)
     try:
         runner = ansible_runner.run(
+            cancel_callback=interrupted.is_set,
             private_data_dir=str(private),
             project_dir=str(project),
             playbook=playbook,
@@ -192,8 +196,12 @@ def run_playbook(
             settings={"suppress_ansible_output": True},
         )
     finally:
+        restore()
         events.put(None)
         consumer.join(timeout=10)
+    if interrupted.is_set():
+        # The playbook was cancelled; Ctrl-C goes on to whoever called us.
+        raise KeyboardInterrupt
     result.duration_s = round(time.monotonic() - started, 3)
     result.rc = runner.rc
     result.status = runner.status
@@ -203,6 +211,23 @@ def run_playbook(
     }
     result.run_dir = Path(runner.config.artifact_dir)
     return result
+
+
+def _catch_interrupts(flag: threading.Event) -> Callable[[], None]:
+    """While a playbook runs, Ctrl-C (or SIGTERM) cancels it through ansible-runner's
+    cancel_callback; afterwards the previous handlers are back. (Left to itself, ansible-runner
+    installs handlers of its own and never restores them: a later Ctrl-C would do nothing.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda _n, _f: flag.set())
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
 
 
 def _use_venv_ansible() -> None:

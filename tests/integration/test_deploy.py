@@ -158,3 +158,55 @@ def test_a_small_seeded_fault_campaign_never_ends_mixed_nor_loses_an_order(lab: 
     assert all(r.injected for r in campaign.schedules)
     assert campaign.mixed == 0, campaign.to_json()
     assert campaign.lost_orders == 0, campaign.to_json()
+
+
+@pytest.mark.parametrize("moment", ["stage", "flip"])
+def test_ctrl_c_during_a_deploy_leaves_the_fleet_uniform(baseline: Lab, moment: str):
+    """Ctrl-C reaches the whole process group (knight and ansible-playbook) while the nodes
+    stage or flip; whatever each node was doing, the fleet ends on one release, healthy."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    for node in baseline.settings.node_names:  # so that the deploy has to download it
+        container = baseline.engine.get(baseline.settings.container(node))
+        baseline.engine.exec(container, ["rm", "-rf", f"/opt/smars/releases/{NEW}"])
+    for node in baseline.settings.node_names:  # so that the deploy has to download it
+        container = baseline.engine.get(baseline.settings.container(node))
+        baseline.engine.exec(container, ["rm", "-rf", f"/opt/smars/releases/{NEW}"])
+    knight = str(Path(sys.executable).with_name("knight"))
+    proc = subprocess.Popen(
+        [knight, "deploy", NEW, "--json"],
+        env={**os.environ, "KNIGHT_LAB": baseline.settings.lab},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if moment == "stage":
+            code, _ = baseline.engine.exec(
+                baseline.engine.get(baseline.settings.container("smars-4")),
+                ["sh", "-c", f"ls -d /opt/smars/releases/*{NEW}* 2>/dev/null | grep -q ."],
+            )
+            hit = code == 0
+        else:
+            hit = any(
+                baseline.node_admin(n).get("/version").get("intake") == "paused"
+                for n in ("smars-1", "smars-5", "smars-8")
+            )
+        if hit:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the deploy ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    releases = baseline.wait_uniform(timeout=30)
+    assert len(set(releases.values())) == 1, releases
+    baseline.wait_healthy(timeout=30)
+    status = baseline.status()
+    assert {n.intake for n in status.nodes} == {"open"}, [(n.name, n.intake) for n in status.nodes]
