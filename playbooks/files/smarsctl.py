@@ -327,7 +327,6 @@ def cmd_flip(
     urls = [u for u in peers.split(",") if u]
     deadline = time.monotonic() + float(timeout)
     if urls:
-        post(f"/switch/arm?tree={tree}")
         _rendezvous(urls, tree, deadline)
     flip_at = time.time()
     previous = current_release()
@@ -354,35 +353,53 @@ def cmd_flip(
 
 
 def _rendezvous(urls: list[str], tree: str, deadline: float) -> None:
-    """Long-poll every peer at once until each is armed for `tree` (or already runs it).
+    """Arm this node for `tree` and wait until every peer is armed too (or already runs it).
 
-    At once, not one after another: a peer that has seen the whole fleet armed switches at
-    once, and a question still queued for it would wait for its new process."""
-    late: list[str] = []
+    The peers are asked once before arming: the last node to arrive then finds everyone
+    armed and flips at once, instead of asking peers that, having just seen it arm, are already
+    switching (its question would wait for their new processes). The others long-poll, all at
+    once, only the peers not armed yet; a peer's arming answers them at once.
+    """
+    ready: dict[str, bool] = {}
 
-    def ready(url: str) -> None:
+    def ask(url: str, wait: float) -> bool:
+        with urllib.request.urlopen(
+            f"{url}/switch/armed?tree={tree}&wait={wait:.2f}", timeout=wait + 2
+        ) as resp:
+            return bool(json.loads(resp.read() or b"{}").get("ready"))
+
+    def glance(url: str) -> None:
+        try:
+            ready[url] = ask(url, 0)
+        except (urllib.error.URLError, OSError, ValueError):
+            ready[url] = False
+
+    def wait_for(url: str) -> None:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                late.append(url)
                 return
-            wait = min(left, 5.0)
             try:
-                with urllib.request.urlopen(
-                    f"{url}/switch/armed?tree={tree}&wait={wait:.2f}", timeout=wait + 2
-                ) as resp:
-                    if json.loads(resp.read() or b"{}").get("ready"):
-                        return
+                if ask(url, min(left, 5.0)):
+                    ready[url] = True
+                    return
             except (urllib.error.URLError, OSError, ValueError):
                 time.sleep(0.05)  # not answering yet: ask again
 
-    threads = [threading.Thread(target=ready, args=(url,), daemon=True) for url in urls]
+    _together(glance, urls)
+    post(f"/switch/arm?tree={tree}")
+    _together(wait_for, [u for u in urls if not ready.get(u)])
+    late = [u for u in urls if not ready.get(u)]
+    if late:
+        raise Failed(f"not armed for tree {tree[:12]} in time: {', '.join(late)}")
+
+
+def _together(work, urls: list[str]) -> None:
+    threads = [threading.Thread(target=work, args=(url,), daemon=True) for url in urls]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    if late:
-        raise Failed(f"not armed for tree {tree[:12]} in time: {', '.join(late)}")
 
 
 def cmd_fence(version: str, tree: str, epoch: str) -> dict:
