@@ -16,4 +16,4 @@ SPEC = Spec(
 def act(run: Any, args: dict[str, Any]) -> Any:
     from ..runner import StepOutcome
 
-    return StepOutcome("done", args["label"])
+    return StepOutcome("done")  # the step's label says it all
