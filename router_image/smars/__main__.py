@@ -1,4 +1,4 @@
-"""Entry point: `python3 -P -m smars [--config PATH] [--flags PATH] [--state PATH]
+"""Entry point: `python3 -S -P -m smars [--config PATH] [--flags PATH] [--state PATH]
 [--pidfile PATH]`, with PYTHONPATH set to the release tree to run."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ __all__ = ["main"]
 
 
 def _parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python3 -P -m smars", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python3 -S -P -m smars", description=__doc__)
     parser.add_argument("--config", help="router.json (default: $SMARS_CONFIG or /etc/smars)")
     parser.add_argument("--flags", help="flags file, instead of the config's flags_path")
     parser.add_argument("--state", help="state file, instead of the config's state_path")

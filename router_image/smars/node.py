@@ -220,7 +220,11 @@ class Node:
         await self.orders.close_sessions(_CLOSE_CLIENTS_S)
         self.orders.close()
         self.venue.stop()
-        await self.loop.run_in_executor(None, self.admin.stop_serving)
+        self.admin.stop_serving()
+        # A few turns of the loop: the venue link finishes closing (even a connection still being
+        # made when the stop came), and admin answers being written go out (bounded).
+        await asyncio.sleep(0.01)
+        await self._admin_idle(_ADMIN_IDLE_S)
         path = Path(self.config.pid_path)
         try:
             if path.read_text().strip() == str(os.getpid()):
@@ -384,7 +388,7 @@ class Node:
             # and it reconnects into the kept backlog; so no order is lost in the switch.
             await self.orders.hand_over(_CLOSE_CLIENTS_S, "restart")
             self.venue.stop()
-            await self.loop.run_in_executor(None, self.admin.stop_serving)
+            self.admin.stop_serving()
             await self._admin_idle(_ADMIN_IDLE_S)
             if self._stop is not None and self._stop.done():
                 return  # asked to stop meanwhile: shut down instead of switching
@@ -408,7 +412,10 @@ class Node:
         return True
 
     async def _admin_idle(self, timeout_s: float) -> None:
+        """Let the admin answers being written go out (bounded), and what was just closed (the
+        venue link) finish closing."""
         deadline = self.loop.time() + timeout_s
+        await asyncio.sleep(0)
         while self.admin.active and self.loop.time() < deadline:
             await asyncio.sleep(0.01)
 

@@ -8,7 +8,7 @@ from typing import Any
 from testinfra.host import Host
 
 PID_FILE = "/run/smars/router.pid"
-SMARS_COMMAND = re.compile(r"(\S*/)?python3(\.\d+)?\s+-P\s+-m\s+smars(\s.*)?")
+SMARS_COMMAND = re.compile(r"(\S*/)?python3(\.\d+)?\s+-S\s+-P\s+-m\s+smars(\s.*)?")
 
 
 def test_router_process_runs_as_a_non_root_user(host: Host, version: dict[str, Any]):

@@ -1,6 +1,6 @@
 """Loopback helpers for the router specifications: release trees assembled from
-router_image/smars, a fake venue on 127.0.0.1, and the real router run as `python3 -P -m smars`
-in a temp dir.
+router_image/smars, a fake venue on 127.0.0.1, and the real router run as
+`python3 -S -P -m smars` in a temp dir.
 
 A module of its own name (not conftest) so `from router_fixtures import ...` can never pick up
 another directory's conftest."""
@@ -182,7 +182,7 @@ class Router:
         env["SMARS_ADMIN_TOKEN"] = TOKEN
         env.pop("SMARS_INHERIT_FDS", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-P", "-m", "smars", "--config", str(self.config_path)],
+            [sys.executable, "-S", "-P", "-m", "smars", "--config", str(self.config_path)],
             env=env,
             cwd=self.home,
             stdout=subprocess.PIPE,

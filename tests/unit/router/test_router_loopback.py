@@ -1,4 +1,4 @@
-"""The real router (`python3 -P -m smars`) on 127.0.0.1 against a fake venue: orders, admin
+"""The real router (`python3 -S -P -m smars`) on 127.0.0.1 against a fake venue: orders, admin
 API, flags reload on SIGHUP and the release switch on SIGUSR2."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The risk gate in the real router (`python3 -P -m smars`) against a fake venue: the 2012 build
+"""The risk gate in the real router (`python3 -S -P -m smars`) against a fake venue: the 2012 build
 with the reused flag on, first guarded, then with the guard switched off by a reload."""
 
 from __future__ import annotations

@@ -83,7 +83,7 @@ def test_index_has_the_latest_runs_the_2012_row_and_the_right_numbers(tmp_path):
     assert result.runs == 4
     header = "| " + " | ".join(SUMMARY_COLUMNS) + " |"
     assert header in index
-    unsafe = table_row(index, "[skipped_node](runs/skipped_node-unsafe-20240501T100000Z.md)")
+    unsafe = table_row(index, "[skipped_node](experiments/skipped_node-unsafe-20240501T100000Z.md)")
     assert unsafe[1:] == [
         "unsafe",
         "none",
@@ -95,7 +95,9 @@ def test_index_has_the_latest_runs_the_2012_row_and_the_right_numbers(tmp_path):
         "$1.2M",
         "24,345,600",
     ]
-    guarded = table_row(index, "[skipped_node](runs/skipped_node-guarded-20240501T110000Z.md)")
+    guarded = table_row(
+        index, "[skipped_node](experiments/skipped_node-guarded-20240501T110000Z.md)"
+    )
     assert guarded[1:] == ["guarded", "all", "completed", "0", "none", "—", "—", "$0", "120,000"]
     rollback = table_row(index, "[rollback]")
     assert rollback[4:] == ["79,000,000", "all 8", "never", "1 min 15 s", "$3.5M", "80,000,000"]
@@ -112,7 +114,9 @@ def test_index_has_the_latest_runs_the_2012_row_and_the_right_numbers(tmp_path):
         "397,000,000",
     ]
     # The superseded 09:00 run is not in the table, but has its own page.
-    assert "runs/skipped_node-unsafe-20240501T090000Z.md)" not in index.split("## Every run")[0]
+    assert (
+        "experiments/skipped_node-unsafe-20240501T090000Z.md)" not in index.split("## Every run")[0]
+    )
     assert "- [skipped_node-unsafe-20240501T090000Z]" in index
     # The 2012 row is last in the table.
     table = [ln for ln in index.split("## Every run")[0].splitlines() if ln.startswith("| ")]
