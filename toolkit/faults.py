@@ -26,6 +26,10 @@ __all__ = [
 ]
 
 
+#: Faults that freeze the node rather than kill it, and how long they last.
+STALLS = ("pause", "delay")
+STALL_S = 8.0
+
 #: Where in a guarded deploy a fault can land (the phase whose first task starts it).
 PHASES = ("preflight", "stage", "flip", "verify")
 
@@ -104,6 +108,10 @@ def run_schedule(lab: Lab, schedule: Schedule, target: str = "8.0.0") -> Schedul
         if ev.kind == "task_start" and ev.phase == schedule.phase and not hit.is_set():
             hit.set()
             fault.inject()
+            if schedule.fault in STALLS:
+                # A stall ends by itself (a long GC pause, a stuck VM): it must, because
+                # Docker cannot end an exec into a frozen container until it is thawed.
+                threading.Timer(STALL_S, fault.undo).start()
 
     others = tuple(n for n in lab.settings.node_names if n != schedule.node)
     outcome: dict[str, Any] = {}
