@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+import docker.errors
+import requests.exceptions
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -63,6 +65,14 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             err.print("knight: interrupted")
             sys.exit(130)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+            # The engine went away or stopped answering in the middle of a command.
+            err.print(
+                f"[red]knight: error:[/red] the Docker engine: {escape(str(exc))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
