@@ -1,51 +1,54 @@
-"""delay: the node answers late. It is frozen for `ms` milliseconds out of every `period_ms`
-(the cgroup freezer, from a background thread), so whatever it sends or answers waits up to
-`ms`: to the venue, its peers and the deploy tool it looks slow, not dead.
+"""delay: the node's router answers late. Its process is stopped for `ms` milliseconds out of
+every `period_ms` (SIGSTOP/SIGCONT from a small loop inside the container), so whatever it sends
+or answers waits up to `ms`: to the venue, its peers and its clients it looks slow, not dead.
+The rest of the container runs on, so the deploy tool can still reach the node.
 
 (Kernel packet delay, tc netem, would be the classic way; the lab's kernels do not always have
-it, and the freezer gives the same view from outside.)"""
+it. Freezing the whole container instead would also stall Docker's own exec into it.)"""
 
 from __future__ import annotations
-
-import threading
 
 from ..errors import KnightError
 from ..lab import Lab
 from . import Fault
-from .pause import Pause
+
+_PID = "/run/smars/router.pid"
+# The loop marks itself with its own name so that undo and halt find it and nothing else.
+_LOOP = (
+    "exec -a knight-delay sh -c 'while :; do p=$(cat {pid}); kill -STOP $p; sleep {stop}; "
+    "kill -CONT $p; sleep {run}; done'"
+)
+# `dela[y]`: a pattern that does not match the shell that runs it.
+_FIND = "pgrep -f '^knight-dela[y]' >/dev/null"
+_CLEAR = "pkill -f '^knight-dela[y]'; p=$(cat {pid}) && kill -CONT $p; true"
 
 
 class Delay(Fault):
     NAME = "delay"
-    SUMMARY = "answers late (frozen ms out of every period_ms)"
+    SUMMARY = "router answers late (stopped ms out of every period_ms)"
 
     def inject(self) -> None:
-        self.ms = int(self.options.get("ms", 200))
-        self.period_ms = int(self.options.get("period_ms", 2 * self.ms))
-        if not 1 <= self.ms < self.period_ms <= 60_000:
+        ms = int(self.options.get("ms", 200))
+        period = int(self.options.get("period_ms", 2 * ms))
+        if not 1 <= ms < period <= 60_000:
             raise KnightError(f"delay: need 1 <= ms < period_ms <= 60000, not {self.options}")
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._cycle, name=f"delay-{self.node}", daemon=True)
-        self._thread.start()
-
-    def _cycle(self) -> None:
-        frozen, running = self.ms / 1000, (self.period_ms - self.ms) / 1000
-        while not self._stop.is_set():
-            self.container.pause()
-            self._stop.wait(frozen)
-            self.container.unpause()
-            self._stop.wait(running)
+        loop = _LOOP.format(pid=_PID, stop=ms / 1000, run=(period - ms) / 1000)
+        self.container.exec_run(["bash", "-c", loop], detach=True)
 
     def undo(self) -> None:
-        stop = getattr(self, "_stop", None)
-        if stop is not None:
-            stop.set()
-            self._thread.join(timeout=5)
-        self.container.reload()
-        if self.container.status == "paused":
-            self.container.unpause()
+        _clear(self.lab, self.container)
 
     @classmethod
     def halt(cls, lab: Lab) -> list[str]:
-        # A cycle whose process died leaves at most a paused container behind.
-        return Pause.halt(lab)
+        cleared = []
+        for container in lab.engine.containers(role="router"):
+            if container.status == "running" and _clear(lab, container):
+                cleared.append(container.labels.get("knight.node", container.name))
+        return cleared
+
+
+def _clear(lab: Lab, container) -> bool:
+    """Stop the loop and let the router run; True when a loop was found."""
+    code, _ = lab.engine.exec(container, ["sh", "-c", _FIND])
+    lab.engine.exec(container, ["sh", "-c", _CLEAR.format(pid=_PID)])
+    return code == 0
