@@ -331,11 +331,13 @@ def cmd_flip(
     flip_at = time.time()
     previous = current_release()
     if previous and previous != version:
+        # The new process sees the marker and takes no order until `resume` removes it; if
+        # nobody ever does, it goes back to `previous` by itself. No explicit pause: a flip
+        # cut short before the switch leaves the node as it was, trading.
         _write(PENDING, previous + "\n")
-    paused = post("/intake/pause")
     paused_at = time.time()
     result = cmd_switch(version, tree, timeout, checked=True) | {
-        "intake": paused.get("intake", "paused"),
+        "intake": "paused",
         "begun_at": begun_at,
         "flip_at": flip_at,
         "paused_at": paused_at,

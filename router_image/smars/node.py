@@ -79,6 +79,9 @@ class Node:
         self._build(loop)
         self._check_release()
         self._load_state()
+        # Closed to orders from the first instant if this is an unconfirmed flip: the new
+        # release trades only once the whole fleet runs it.
+        self.state.unconfirmed = self._pending() is not None
         self.reload()
         order_sock, admin_sock = self._listening_sockets()
         self.orders = OrderPort(loop, order_sock, self.intake, self._internal_error)
@@ -332,18 +335,25 @@ class Node:
 
     # Release switch.
 
-    def _arm_confirm(self) -> None:
-        """A guarded deploy flips a node with a marker naming the release it left, and removes
-        it once the whole fleet runs the new one. If the marker outlives the confirm window (the
-        deploy failed and could not reach this node to put it back), undo the switch here."""
+    def _pending(self) -> tuple[str, float] | None:
+        """The release an unconfirmed flip left and when the marker was made, if this process
+        runs such a flip."""
         path = Path(self.config.pending_path)
         try:
             made = path.stat().st_mtime
             previous = path.read_text().strip()
         except OSError:
+            return None
+        return None if previous == self.release.version else (previous, made)
+
+    def _arm_confirm(self) -> None:
+        """A guarded deploy flips a node with a marker naming the release it left, and removes
+        it once the whole fleet runs the new one. If the marker outlives the confirm window (the
+        deploy failed and could not reach this node to put it back), undo the switch here."""
+        pending = self._pending()
+        if pending is None:
             return
-        if previous == self.release.version:
-            return  # already back where the marker points
+        previous, made = pending
         delay = max(0.0, self.config.switch_confirm_s - (time.time() - made))
         self.log.info("switch_unconfirmed", previous=previous, revert_in_s=round(delay, 3))
         self.loop.call_later(delay, self._revert_unconfirmed, previous, made)
@@ -551,6 +561,8 @@ class Node:
         return Reply(200, {"trading": ACTIVE, "persisted": persisted})
 
     def _set_intake(self, intake: str) -> Reply:
+        if intake == OPEN:
+            self.state.unconfirmed = False  # the deploy confirmed the flip
         persisted = self._persist(intake=intake)
         self.log.info("intake", intake=intake, persisted=persisted)
         return Reply(200, {"intake": intake, "persisted": persisted})

@@ -21,6 +21,9 @@ class State:
         # A release switch in progress pauses intake without persisting it: the next process
         # must come up with the operator's intake state, not the switch's.
         self.switching = False
+        #: This process came up from a guarded flip the deploy has not confirmed yet (the
+        #: pending marker): it takes no order until the fleet is verified and intake is opened.
+        self.unconfirmed = False
         #: Why this node may not trade (fencing: its running tree is not the fleet manifest's);
         #: None when it may. Worked out from the manifest, never persisted.
         self.fenced: str | None = None
@@ -32,7 +35,7 @@ class State:
 
     @property
     def accepting(self) -> bool:
-        return self.intake == OPEN and not self.switching
+        return self.intake == OPEN and not self.switching and not self.unconfirmed
 
     @property
     def effective_intake(self) -> str:

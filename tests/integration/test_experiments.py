@@ -40,7 +40,7 @@ def test_reused_flag_unsafe_runs_away_wherever_old_code_meets_the_flag(lab: Lab)
 
 
 def test_rollback_unsafe_spreads_the_runaway_to_all_eight(lab: Lab):
-    journal = run(lab, "rollback", "unsafe", open_s="9")
+    journal = run(lab, "rollback", "unsafe", open_s="14")
     outcome = journal["outcome"]
     assert outcome["runaway_nodes"] == lab.settings.node_names
     assert set(outcome["fleet_end"].values()) == {"7.1.0"}

@@ -442,3 +442,22 @@ def test_a_confirmed_switch_stays(router_factory, releases):
     time.sleep(1.5)
     assert router.admin("GET", "/version")[1]["release"] == "8.0.0"
     assert not [e for e in router.events if e.get("event") == "switch_reverted"]
+
+
+def test_an_unconfirmed_flip_takes_no_order_until_the_deploy_opens_intake(router_factory, venue):
+    """The new process of a guarded flip is closed to orders from its first instant, without
+    any pause having been asked for (a flip cut short before the switch leaves nothing paused);
+    the deploy's resume, once the fleet runs the new tree, opens it."""
+    router = router_factory("8.0.0", switch_confirm_s=30)
+    (Path(router.home) / "switch.pending").write_text("7.1.0\n")
+    router.signal(signal.SIGUSR2)
+    router.wait_event("switch_unconfirmed", previous="7.1.0")
+    assert router.admin("GET", "/version")[1]["intake"] == "paused"
+    client = router.client()
+    client.send(order("U-1"))
+    (refused,) = client.until(finished)
+    assert (refused["type"], refused["reason"]) == ("reject", "intake_paused")
+    (Path(router.home) / "switch.pending").unlink()
+    assert router.admin("POST", "/intake/resume", token=TOKEN)[0] == 200
+    client.send(order("U-2"))
+    assert client.until(finished)[0] == {"type": "ack", "id": "U-2"}
