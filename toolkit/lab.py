@@ -507,16 +507,6 @@ class Lab:
             "epoch": epoch if epoch is not None else time.time_ns() // 1_000_000,
         }
 
-    def write_manifest(self, node: str, manifest: dict[str, Any], reload: bool = True) -> None:
-        self.engine.put(
-            self._container(node),
-            SMARS_ETC,
-            [FileEntry("fleet.json", _json_bytes(manifest))],
-            self.settings.uid,
-        )
-        if reload:
-            self.node_admin(node).post("/reload")
-
     def set_guards(self, guards: GuardSet) -> None:
         """Switch the routers' own guards (fencing, flags, risk) on every node, at once."""
         self.guards = guards

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -342,7 +341,3 @@ def _outcome(run: Run, watcher: _Watcher, seen: Any) -> Outcome:
         loss_usd=float(stats.get("loss_usd", 0.0)),
         fleet_end={n.name: n.release for n in lab.status().nodes},
     )
-
-
-def utc_stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -272,6 +272,13 @@ class Node:
         self._fence()
         return {"flags": self._flags_snapshot(), "flags_error": self.flags.error}
 
+    def _fleet_status(self) -> dict[str, Any]:
+        return {
+            **self.fleet.status(self.release.tree),
+            "fencing": self.guards.guards.fencing,
+            "fenced": self.state.fenced,
+        }
+
     def _flags_snapshot(self) -> dict[str, Any]:
         return self.flags.snapshot(enforce=self.guards.guards.flags)
 
@@ -503,11 +510,7 @@ class Node:
                 **self._identity(),
                 "flags": self._flags_snapshot(),
                 "flags_error": self.flags.error,
-                "fleet": {
-                    **self.fleet.status(self.release.tree),
-                    "fencing": self.guards.guards.fencing,
-                    "fenced": self.state.fenced,
-                },
+                "fleet": self._fleet_status(),
                 "guards": self.guards.snapshot(),
                 "risk": self.risk.snapshot(),
                 **self._switches(),
@@ -518,6 +521,7 @@ class Node:
 
     def metrics_text(self) -> Reply:
         counts = self.book.counts
+        flags = self._flags_snapshot()
         snapshot = Snapshot(
             node=self.config.node,
             release=self.release.version,
@@ -535,7 +539,7 @@ class Node:
             trading_active=not self.state.killed,
             intake_open=self.state.accepting,
             venue_connected=self.egress.connected,
-            flags=self._flags_snapshot(),
+            flags=flags,
             flag_errors=self.metrics.flag_errors,
             errors=dict(Counter(self.metrics.errors) + counts.errors),
             risk_enabled=self.risk.enabled,
@@ -543,7 +547,7 @@ class Node:
             risk_would_refuse=self.risk.would_refuse,
             fencing=self.guards.guards.fencing,
             fenced=self.state.fenced is not None,
-            flags_refused=sum(bool(f.get("refused")) for f in self._flags_snapshot().values()),
+            flags_refused=sum(bool(f.get("refused")) for f in flags.values()),
             risk_exposure=round(self.risk.exposure, 2),
         )
         return Reply(200, render(snapshot))
@@ -569,9 +573,8 @@ class Node:
 
     def _reload_from_admin(self) -> dict[str, Any]:
         self.log.info("reload", trigger="admin")
-        reloaded = self.reload()
         return {
-            **reloaded,
+            **self.reload(),
             "fleet": {**self.fleet.status(self.release.tree), "fenced": self.state.fenced},
         }
 

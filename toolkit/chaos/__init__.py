@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ..errors import ConfigError, KnightError
 from ..lab import Lab
 
-__all__ = ["FAULTS", "Fault", "halt_all", "make"]
+__all__ = ["FAULTS", "Fault", "halt_all", "make", "repair"]
 
 
 class Fault:
@@ -47,6 +48,18 @@ class Fault:
 
     def describe(self) -> dict[str, Any]:
         return {"fault": self.NAME, "node": self.node, **self.options}
+
+
+def repair(
+    lab: Lab,
+    fix: Callable[[Any], bool],
+    states: tuple[str, ...] = ("running",),
+    role: str | None = "router",
+) -> list[str]:
+    """Apply `fix` to every lab container of `role` (any role: None) in one of `states`;
+    the nodes (or containers) it repaired, where `fix` said it found something to undo."""
+    found = lab.engine.containers(role=role) if role else lab.engine.containers()
+    return [c.labels.get("knight.node", c.name) for c in found if c.status in states and fix(c)]
 
 
 def _discover() -> dict[str, type[Fault]]:

@@ -4,7 +4,7 @@ bad copy or a full disk would leave it. A deploy must notice before it runs that
 from __future__ import annotations
 
 from ..lab import Lab
-from . import Fault
+from . import Fault, repair
 
 _HOME = "/opt/smars"
 
@@ -25,11 +25,7 @@ class Corrupt(Fault):
 
     @classmethod
     def halt(cls, lab: Lab) -> list[str]:
-        repaired = []
-        for container in lab.engine.containers(role="router"):
-            if container.status == "running" and _drop_damaged(lab, container):
-                repaired.append(container.labels.get("knight.node", container.name))
-        return repaired
+        return repair(lab, lambda c: _drop_damaged(lab, c))
 
 
 def _drop_damaged(lab: Lab, container) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..errors import KnightError
 from ..lab import Lab
-from . import Fault
+from . import Fault, repair
 
 _PID = "/run/smars/router.pid"
 # The loop marks itself with its own name so that undo and halt find it and nothing else.
@@ -40,11 +40,7 @@ class Delay(Fault):
 
     @classmethod
     def halt(cls, lab: Lab) -> list[str]:
-        cleared = []
-        for container in lab.engine.containers(role="router"):
-            if container.status == "running" and _clear(lab, container):
-                cleared.append(container.labels.get("knight.node", container.name))
-        return cleared
+        return repair(lab, lambda c: _clear(lab, c))
 
 
 def _clear(lab: Lab, container) -> bool:

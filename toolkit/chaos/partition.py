@@ -4,7 +4,7 @@ and the clients can no longer reach it, nor it them."""
 from __future__ import annotations
 
 from ..lab import Lab
-from . import Fault
+from . import Fault, repair
 
 
 class Partition(Fault):
@@ -19,12 +19,11 @@ class Partition(Fault):
 
     @classmethod
     def halt(cls, lab: Lab) -> list[str]:
-        repaired = []
-        for container in lab.engine.containers(role="router"):
-            node = container.labels.get("knight.node", container.name)
-            if _reconnect(lab, container, node):
-                repaired.append(node)
-        return repaired
+        return repair(
+            lab,
+            lambda c: _reconnect(lab, c, c.labels.get("knight.node", c.name)),
+            states=("running", "exited", "created", "paused"),
+        )
 
 
 def _reconnect(lab: Lab, container, node: str) -> bool:

@@ -4,7 +4,7 @@ answers nothing, the way a server stuck in a long GC pause or swapping looks to 
 from __future__ import annotations
 
 from ..lab import Lab
-from . import Fault
+from . import Fault, repair
 
 
 class Pause(Fault):
@@ -21,9 +21,4 @@ class Pause(Fault):
 
     @classmethod
     def halt(cls, lab: Lab) -> list[str]:
-        thawed = []
-        for container in lab.engine.containers():
-            if container.status == "paused":
-                container.unpause()
-                thawed.append(container.labels.get("knight.node", container.name))
-        return thawed
+        return repair(lab, lambda c: c.unpause() or True, states=("paused",), role=None)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..lab import Lab
-from . import Fault
+from . import Fault, repair
 
 
 class Stop(Fault):
@@ -20,14 +20,4 @@ class Stop(Fault):
 
     @classmethod
     def halt(cls, lab: Lab) -> list[str]:
-        return _start_exited(lab)
-
-
-def _start_exited(lab: Lab) -> list[str]:
-    """Start every router container of the lab that is not running (stopped or killed)."""
-    started = []
-    for container in lab.engine.containers(role="router"):
-        if container.status in ("exited", "created"):
-            container.start()
-            started.append(container.labels.get("knight.node", container.name))
-    return started
+        return repair(lab, lambda c: c.start() or True, states=("exited", "created"))
