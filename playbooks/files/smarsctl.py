@@ -33,6 +33,8 @@ TOKEN_FILE = ETC / "admin.token"
 #: Written by a guarded flip, removed when the fleet is verified (resume) or put back (restore):
 #: a node that restarts with it still there goes back to the release it names (knight-node).
 PENDING = Path(os.environ.get("SMARS_PENDING", "/var/lib/smars/switch.pending"))
+#: Arming waits for the router's standby to be ready (its imports, under the load of a flip).
+ARM_TIMEOUT_S = 12.0
 
 
 class Failed(Exception):
@@ -83,8 +85,8 @@ def admin(method: str, path: str, timeout: float = 2.0) -> tuple[int, dict]:
         raise Failed(f"admin API {path}: {getattr(e, 'reason', e)}") from None
 
 
-def post(path: str) -> dict:
-    status, body = admin("POST", path)
+def post(path: str, timeout: float = 2.0) -> dict:
+    status, body = admin("POST", path, timeout)
     if status != 200:
         raise Failed(f"POST {path} answered {status}: {body}")
     return body
@@ -154,13 +156,31 @@ def _verify(version: str, tree: str) -> Path:
 
 
 def cmd_stage(version: str, tree: str, sha256: str, url: str) -> dict:
-    """Download the artifact, check its checksum, unpack it beside the others, check the tree."""
-    releases = HOME / "releases"
+    """Download the artifact, check its checksum, unpack it beside the others, check the tree;
+    then have the router warm a standby of it."""
     try:
         _verify(version, tree)
-        return {"staged": version, "tree": tree, "downloaded": False}
+        staged = {"staged": version, "tree": tree, "downloaded": False}
     except Failed:
-        pass
+        staged = _download(version, tree, sha256, url)
+    return staged | {"standby": _prepare(version, tree)}
+
+
+def _prepare(version: str, tree: str) -> dict | None:
+    """Ask the router to start a standby of the staged release (it imports while the deploy
+    checks the rest of the fleet, so the flip hands over instead of starting an interpreter).
+    Best effort: without it the switch re-executes, which is slower, not wrong."""
+    try:
+        status, body = admin("POST", f"/switch/prepare?tree={tree}&release={version}")
+    except Failed as e:
+        return {"pid": None, "error": str(e)}
+    if status != 200:
+        return {"pid": None, "error": f"answered {status}: {body}"}
+    return body.get("standby")
+
+
+def _download(version: str, tree: str, sha256: str, url: str) -> dict:
+    releases = HOME / "releases"
     started = time.monotonic()
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
@@ -326,8 +346,9 @@ def cmd_flip(
     _verify(version, tree)
     urls = [u for u in peers.split(",") if u]
     deadline = time.monotonic() + float(timeout)
+    armed: dict = {}
     if urls:
-        _rendezvous(urls, tree, deadline)
+        armed = _rendezvous(urls, version, tree, deadline)
     flip_at = time.time()
     previous = current_release()
     if previous and previous != version:
@@ -342,6 +363,11 @@ def cmd_flip(
         "flip_at": flip_at,
         "paused_at": paused_at,
     }
+    # The standby the router started when armed: the switch was warm (a hand-over, no
+    # interpreter start) when the process running now is that standby.
+    standby = armed.get("standby") or {}  # the one the switch handed over to, if it was
+    result["standby"] = standby
+    result["warm"] = standby.get("pid") is not None and standby.get("pid") == result.get("pid")
     if urls:
         behind = [u for u in urls if not _wait_tree(u, tree, deadline)]
         if behind:
@@ -354,13 +380,14 @@ def cmd_flip(
     return result
 
 
-def _rendezvous(urls: list[str], tree: str, deadline: float) -> None:
+def _rendezvous(urls: list[str], version: str, tree: str, deadline: float) -> dict:
     """Arm this node for `tree` and wait until every peer is armed too (or already runs it).
 
-    The peers are asked once before arming: the last node to arrive then finds everyone
+    The peers are asked once just before arming: the last node to arrive then finds everyone
     armed and flips at once, instead of asking peers that, having just seen it arm, are already
     switching (its question would wait for their new processes). The others long-poll, all at
-    once, only the peers not armed yet; a peer's arming answers them at once.
+    once, only the peers not armed yet; a peer's arming answers them at once. Returns what the
+    router said of its standby.
     """
     ready: dict[str, bool] = {}
 
@@ -388,12 +415,18 @@ def _rendezvous(urls: list[str], tree: str, deadline: float) -> None:
             except (urllib.error.URLError, OSError, ValueError):
                 time.sleep(0.05)  # not answering yet: ask again
 
+    # First the router's standby of the new release, ready (its imports done; stage started
+    # it). The peers cannot see this yet: a peer that sees this node armed flips at once, and
+    # then answers nothing until its new process runs, so what this node learns of its peers
+    # must be learnt between its last glance and its arming, a moment with nothing in it.
+    armed = post(f"/switch/prepare?tree={tree}&release={version}&wait=1", ARM_TIMEOUT_S)
     _together(glance, urls)
-    post(f"/switch/arm?tree={tree}")
+    post(f"/switch/arm?tree={tree}&release={version}", ARM_TIMEOUT_S)
     _together(wait_for, [u for u in urls if not ready.get(u)])
     late = [u for u in urls if not ready.get(u)]
     if late:
         raise Failed(f"not armed for tree {tree[:12]} in time: {', '.join(late)}")
+    return armed
 
 
 def _together(work, urls: list[str]) -> None:

@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 
+from . import switch
 from .config import load_config
 from .errors import SmarsError
 from .log import Log
@@ -39,6 +40,8 @@ def _survive_early_signals() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     _survive_early_signals()
+    # A standby of a warm switch waits here, its imports done, until its router says `go`.
+    switch.await_go()
     args_list = sys.argv[1:] if argv is None else argv
     args = _parse(args_list)
     overrides = {

@@ -47,6 +47,10 @@ class Config:
     #: `switch_confirm_s` after it was made is undone by the node itself (commit-confirmed).
     pending_path: str = "/var/lib/smars/switch.pending"
     switch_confirm_s: float = 10.0
+    #: A warm switch's standby: how long arming waits for it to be ready, and how long it is
+    #: kept when no switch comes.
+    standby_ready_s: float = 8.0
+    standby_keep_s: float = 60.0
     #: The risk gate's limits (enforced while guards.json says "risk": true; sizing in
     #: docs/protocol.md): child orders per second, open exposure in dollars, and the price of
     #: a symbol before its first execution.
@@ -137,6 +141,8 @@ _RULES: Mapping[str, Callable[[Any], Any]] = {
     "current_path": _text,
     "pending_path": _text,
     "switch_confirm_s": _seconds,
+    "standby_ready_s": _seconds,
+    "standby_keep_s": _seconds,
     "risk_max_child_per_s": _integer(1, 100_000_000),
     "risk_max_notional": _dollars(1e15),
     "risk_reference_price": _dollars(1e6),

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 import time
 from collections import Counter
@@ -42,6 +43,7 @@ _SUMMARY_INTERVAL_S = 5.0
 _CLOSE_CLIENTS_S = 0.5
 _ADMIN_IDLE_S = 1.0
 _TREE = re.compile(r"[0-9a-f]{64}")
+_RELEASE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,63}")
 
 
 def _now() -> str:
@@ -69,6 +71,8 @@ class Node:
         self._summary_total = 0
         self._armed = threading.Condition()
         self._armed_for: str | None = None
+        self._standby: switch.Standby | None = None
+        self._standby_lock = threading.Lock()
 
     # Startup and shutdown.
 
@@ -219,6 +223,10 @@ class Node:
 
     async def _shutdown(self, why: str) -> None:
         self.log.info("stopping", reason=why)
+        with self._standby_lock:
+            standby, self._standby = self._standby, None
+        if standby is not None:
+            standby.discard()
         cancelled = self.book.cancel_all("shutdown")
         await self.orders.close_sessions(_CLOSE_CLIENTS_S)
         self.orders.close()
@@ -409,9 +417,21 @@ class Node:
             await self._admin_idle(_ADMIN_IDLE_S)
             if self._stop is not None and self._stop.done():
                 return  # asked to stop meanwhile: shut down instead of switching
+            standby = await self._take_standby(target)
+            if standby is not None:
+                self.log.info(
+                    "switch_handover",
+                    target=target,
+                    standby=standby.pid,
+                    settled=settled,
+                    cancelled=cancelled,
+                )
+                if standby.go():
+                    sys.stdout.flush()
+                    os._exit(0)  # the standby runs on our sockets now; routerd reaps us
+                self._error("switch", "standby_lost", target=target, standby=standby.pid)
             self.log.info("switch_exec", target=target, settled=settled, cancelled=cancelled)
-            fds = {"order": self.orders.sock.fileno(), "admin": self.admin.sock.fileno()}
-            switch.reexec(target, self._argv, fds)
+            switch.reexec(target, self._argv, self._fds())
         except Exception as e:
             self._error("switch", "switch_failed", target=target, error=repr(e))
             self.state.switching = False
@@ -448,7 +468,8 @@ class Node:
             "/intake/pause": Route("POST", lambda: self._set_intake(PAUSED)),
             "/intake/resume": Route("POST", lambda: self._set_intake(OPEN)),
             "/reload": Route("POST", lambda: Reply(200, self._reload_from_admin())),
-            "/switch/arm": Route("POST", self.arm, query=True),
+            "/switch/prepare": Route("POST", self.prepare, query=True, blocking=True),
+            "/switch/arm": Route("POST", self.arm, query=True, blocking=True),
             "/switch/armed": Route("GET", self.armed, query=True, blocking=True),
         }
 
@@ -457,14 +478,113 @@ class Node:
     # fleet flips together however far apart the deploy tool started the nodes' tasks.
 
     def arm(self, query: dict[str, str]) -> Reply:
-        tree = query.get("tree", "")
-        if not _TREE.fullmatch(tree):
-            return Reply(400, {"error": "tree: expected 64 lowercase hex digits"})
+        """Arm for `tree`. With `release` (its folder beside the running one) and routerd
+        keeping this process, first have a standby of it ready (the one `prepare` started, or
+        a new one), so the switch is a hand-over instead of an interpreter start: the node
+        counts as armed only then. A standby that cannot be had is no refusal: the switch
+        re-executes instead."""
+        asked = self._standby_request(query)
+        if isinstance(asked, Reply):
+            return asked
+        tree, release = asked
+        standby = None  # none asked for, or none possible here
+        if release is not None and switch.supervised() and tree != self.release.tree:
+            standby = self._standby_for(tree, release, wait=True)
         with self._armed:
             self._armed_for = tree
             self._armed.notify_all()
-        self.log.info("switch_armed", tree=tree)
-        return Reply(200, {"armed": tree})
+        self.log.info("switch_armed", tree=tree, standby=standby)
+        return Reply(200, {"armed": tree, "standby": standby})
+
+    def prepare(self, query: dict[str, str]) -> Reply:
+        """Start a standby of `release` (holding `tree`) now: staged releases warm up while
+        the deploy is still checking the rest of the fleet. With `wait=1`, answer once it is
+        ready (the flip does, before it arms: unseen by the peers until then)."""
+        asked = self._standby_request(query)
+        if isinstance(asked, Reply):
+            return asked
+        tree, release = asked
+        standby = None
+        if release is not None and switch.supervised() and tree != self.release.tree:
+            standby = self._standby_for(tree, release, wait=query.get("wait") == "1")
+        return Reply(200, {"tree": tree, "standby": standby})
+
+    @staticmethod
+    def _standby_request(query: dict[str, str]) -> tuple[str, str | None] | Reply:
+        tree = query.get("tree", "")
+        if not _TREE.fullmatch(tree):
+            return Reply(400, {"error": "tree: expected 64 lowercase hex digits"})
+        release = query.get("release")
+        if release is not None and not _RELEASE.fullmatch(release):
+            return Reply(400, {"error": "release: expected a release name"})
+        return tree, release
+
+    def _fds(self) -> dict[str, int]:
+        return {"order": self.orders.sock.fileno(), "admin": self.admin.sock.fileno()}
+
+    def _standby_for(self, tree: str, release: str, wait: bool) -> dict[str, Any]:
+        """The standby for `tree` from the release folder `release`: the one kept if it is
+        that one and alive, else a new one (the old one discarded). With `wait`, only once it
+        is ready."""
+        path = os.path.realpath(Path(os.path.realpath(self.config.current_path)).parent / release)
+        with self._standby_lock:
+            standby = self._standby
+            if standby is None or standby.tree != tree or standby.proc.poll() is not None:
+                self._standby = None
+                if standby is not None:
+                    standby.discard()
+                try:
+                    standby = switch.Standby.spawn(path, tree, self._argv, self._fds())
+                except ReleaseError as e:
+                    self._error("switch", "standby_failed", target=path, error=str(e))
+                    return {"pid": None, "error": str(e)}
+                self._standby = standby
+                self.log.info("standby_started", target=path, standby=standby.pid)
+                # Not kept for ever: a deploy that never flips leaves nothing running behind.
+                self.loop.call_soon_threadsafe(
+                    self.loop.call_later, self.config.standby_keep_s, self._expire_standby, standby
+                )
+        if not wait:
+            return {"pid": standby.pid}
+        known = standby.prepared_s is not None
+        try:
+            standby.wait_ready(self.config.standby_ready_s)
+        except ReleaseError as e:
+            with self._standby_lock:
+                if self._standby is standby:
+                    self._standby = None
+            self._error("switch", "standby_failed", target=path, error=str(e))
+            return {"pid": None, "error": str(e)}
+        if not known:
+            self.log.info("standby_ready", standby=standby.pid, s=standby.prepared_s)
+        return {"pid": standby.pid, "prepared_s": standby.prepared_s}
+
+    async def _take_standby(self, target: str) -> switch.Standby | None:
+        """The standby for `target`, taken out of keeping once ready (one that `prepare` started
+        and nobody has asked yet is waited for: it is further on than a re-exec would be); any
+        other one is discarded."""
+        with self._standby_lock:
+            standby, self._standby = self._standby, None
+        if standby is None:
+            return None
+        if standby.path != os.path.realpath(target):
+            standby.discard()
+            self.log.info("standby_discarded", standby=standby.pid, reason="another target")
+            return None
+        try:
+            await asyncio.to_thread(standby.wait_ready, self.config.standby_ready_s)
+        except ReleaseError as e:
+            self._error("switch", "standby_failed", target=target, error=str(e))
+            return None
+        return standby if standby.ready else None
+
+    def _expire_standby(self, standby: switch.Standby) -> None:
+        with self._standby_lock:
+            if self._standby is not standby:
+                return
+            self._standby = None
+        standby.discard()
+        self.log.info("standby_discarded", standby=standby.pid, reason="no switch came")
 
     def armed(self, query: dict[str, str]) -> Reply:
         """Long poll: answers once this node is armed for `tree` or runs it, or after `wait`

@@ -1,20 +1,48 @@
-"""The mechanics of a release switch: check the new tree can run, then replace this process
-with it (same pid) while the listening sockets stay open, so clients that connect meanwhile
-wait in the backlog instead of being refused."""
+"""The mechanics of a release switch: check the new tree can run, then hand the listening
+sockets to a process of it while they stay open, so clients that connect meanwhile wait in the
+backlog instead of being refused.
+
+Two ways: the warm one, when routerd keeps this process (SMARS_SUPERVISED) and the deploy armed
+the node for the release ahead of the flip: a standby process of the new release has done its
+imports and waits; at the switch it gets `go` and this process exits. Otherwise this process
+re-executes itself from the new tree (same pid), which costs an interpreter start and the
+imports inside the flip.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import socket
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Mapping, Sequence
 
 from .errors import ReleaseError
-from .release import check_tree, load_release
+from .release import check_tree, load_release, tree_dir
 
-__all__ = ["INHERIT_ENV", "SIGNALS", "inherited_fds", "reexec", "unrunnable"]
+__all__ = [
+    "INHERIT_ENV",
+    "SIGNALS",
+    "STANDBY_ENV",
+    "SUPERVISED_ENV",
+    "Standby",
+    "await_go",
+    "inherited_fds",
+    "reexec",
+    "supervised",
+    "unrunnable",
+]
 
 INHERIT_ENV = "SMARS_INHERIT_FDS"  # "order:5,admin:6"
+#: Set by routerd for the routers it keeps: one may exit after handing over to a standby.
+SUPERVISED_ENV = "SMARS_SUPERVISED"
+#: In a standby process: the fd of its socket pair with the router that started it.
+STANDBY_ENV = "SMARS_STANDBY_FD"
 
 # The signals the node handles; blocked across the exec so that none lands on the new process
 # before it has handlers (pending ones are delivered once it unblocks them).
@@ -33,6 +61,151 @@ def inherited_fds() -> dict[str, int]:
     return fds
 
 
+def supervised() -> bool:
+    """Whether routerd keeps this process, so that it may hand over to a standby and exit."""
+    return os.environ.get(SUPERVISED_ENV) == "1"
+
+
+def _command(argv: Sequence[str]) -> list[str]:
+    return [sys.executable, "-S", "-P", "-m", "smars", *argv]
+
+
+def _inherit_spec(fds: Mapping[str, int]) -> str:
+    return ",".join(f"{name}:{fd}" for name, fd in fds.items())
+
+
+def _read_line(sock: socket.socket, timeout: float) -> bytes:
+    """One line from `sock` within `timeout` seconds; b"" on end of file or timeout."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while not data.endswith(b"\n"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                return b""
+            data += chunk
+    except (TimeoutError, OSError):
+        return b""
+    return data.strip()
+
+
+class Standby:
+    """A router process of the next release, started before the switch: it has imported its
+    code and hashed its tree, and waits for `go` on a socket pair; it then runs as the router
+    on the listening sockets it inherited when it was started."""
+
+    def __init__(self, path: str, tree: str, proc: subprocess.Popen[bytes], ctl: socket.socket):
+        self.path = path
+        self.tree = tree
+        self.proc = proc
+        self._ctl = ctl
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+        self._outcome: str | None = None  # "" when ready, else why not (once known)
+        self.prepared_s: float | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @classmethod
+    def spawn(cls, path: str, tree: str, argv: Sequence[str], fds: Mapping[str, int]) -> Standby:
+        """Start it from the release tree at `path`; it reports ready for `tree` by itself
+        (`wait_ready`). ReleaseError when `path` cannot run at all."""
+        problem = unrunnable(path)
+        if problem:
+            raise ReleaseError(problem)
+        ours, theirs = socket.socketpair()
+        env = dict(os.environ, PYTHONPATH=path)
+        env[STANDBY_ENV] = str(theirs.fileno())
+        env[INHERIT_ENV] = _inherit_spec(fds)
+        try:
+            proc = subprocess.Popen(
+                _command(argv), env=env, pass_fds=(*fds.values(), theirs.fileno())
+            )
+        except OSError as e:
+            ours.close()
+            raise ReleaseError(f"cannot start a standby: {e}") from None
+        finally:
+            theirs.close()
+        return cls(os.path.realpath(path), tree, proc, ours)
+
+    def wait_ready(self, timeout: float) -> None:
+        """Return once it is ready for its tree; ReleaseError (and it is discarded) when it is
+        not, or not within `timeout` seconds. Any thread may ask; the answer is read once."""
+        with self._lock:
+            if self._outcome is None:
+                line = _read_line(self._ctl, timeout)
+                try:
+                    ready = json.loads(line) if line else {"error": f"not ready in {timeout}s"}
+                except ValueError:
+                    ready = {"error": f"unexpected answer {line[:80]!r}"}
+                if not isinstance(ready, dict):
+                    ready = {"error": f"unexpected answer {line[:80]!r}"}
+                if ready.get("tree") == self.tree:
+                    self._outcome = ""
+                    self.prepared_s = round(time.monotonic() - self._started, 3)
+                else:
+                    found = str(ready.get("tree"))[:12]
+                    self._outcome = ready.get("error") or (
+                        f"{self.path} holds tree {found}, not {self.tree[:12]}"
+                    )
+                    self.discard()
+        if self._outcome:
+            raise ReleaseError(self._outcome)
+
+    @property
+    def ready(self) -> bool:
+        return self._outcome == "" and self.proc.poll() is None
+
+    def go(self, timeout: float = 2.0) -> bool:
+        """Tell it to take over; True once it has (this process must then exit)."""
+        try:
+            self._ctl.sendall(b"go\n")
+        except OSError:
+            return False
+        if _read_line(self._ctl, timeout) == b"taken":
+            self._ctl.close()
+            return True
+        self.discard()
+        return False
+
+    def discard(self) -> None:
+        """End it (it exits when its socket pair closes; terminated too, in case it is still
+        importing) and reap it without waiting here."""
+        self._ctl.close()
+        if self.proc.poll() is None:
+            with contextlib.suppress(OSError):
+                self.proc.terminate()
+            threading.Thread(target=self.proc.wait, name="smars-standby-reap", daemon=True).start()
+
+
+def await_go() -> None:
+    """In a standby (STANDBY_ENV set): report ready for our tree, then block until the router
+    that started us says `go` (return) or goes away without it (exit quietly). A no-op in a
+    router started any other way."""
+    fd = os.environ.pop(STANDBY_ENV, None)
+    if fd is None:
+        return
+    ctl = socket.socket(fileno=int(fd))
+    try:
+        from .strategies import discover  # the strategy modules too, before `go`
+
+        discover()
+        ready: dict[str, object] = {"tree": load_release(tree_dir()).tree}
+    except Exception as e:  # anything that stops this tree from running is reported
+        ready = {"error": f"{type(e).__name__}: {e}"}
+    try:
+        ctl.sendall(json.dumps(ready).encode() + b"\n")
+        if "error" in ready or _read_line(ctl, 24 * 3600.0) != b"go":
+            os._exit(0)  # discarded: leave without a trace (no cleanup of shared state)
+        ctl.sendall(b"taken\n")
+    except OSError:
+        os._exit(0)
+    finally:
+        ctl.close()
+
+
 def unrunnable(tree: str) -> str | None:
     """Why a new process could not start from `tree`, checked before giving up this one."""
     problem = check_tree(tree)
@@ -49,13 +222,14 @@ def reexec(tree: str, argv: Sequence[str], fds: Mapping[str, int]) -> None:
     """`python3 -S -P -m smars ARGV` from `tree`, keeping `fds`; returns only by raising. No
     site module (-S): the router needs nothing from site-packages, and starts sooner."""
     env = dict(os.environ, PYTHONPATH=tree)
-    env[INHERIT_ENV] = ",".join(f"{name}:{fd}" for name, fd in fds.items())
+    env[INHERIT_ENV] = _inherit_spec(fds)
     for fd in fds.values():
         os.set_inheritable(fd, True)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     try:
         sys.stdout.flush()
-        os.execve(sys.executable, [sys.executable, "-S", "-P", "-m", "smars", *argv], env)
+        command = _command(argv)
+        os.execve(command[0], command, env)
     finally:  # only reached when execve failed
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in fds.values():

@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 SOURCE = Path(__file__).resolve().parents[3] / "router_image" / "smars"
+ROUTERD = SOURCE.parent / "routerd.py"
 TOKEN = "lab-token"
 ALL_STRATEGIES = ("sor", "rlp", "power_peg")
 
@@ -139,6 +140,21 @@ class OrderClient:
         self.sock.close()
 
 
+def finished(message: dict[str, Any]) -> bool:
+    """The last message a parent order gets: rejected, cancelled, or filled in full."""
+    return message["type"] in ("reject", "cancelled") or message.get("leaves") == 0
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
 def order(order_id: str, qty: int = 300, **fields: Any) -> dict[str, Any]:
     return {"type": "order", "id": order_id, "symbol": "KCG", "side": "buy", "qty": qty, **fields}
 
@@ -146,8 +162,11 @@ def order(order_id: str, qty: int = 300, **fields: Any) -> dict[str, Any]:
 class Router:
     """The router as a subprocess, with its JSON log collected from stdout."""
 
-    def __init__(self, home: Path, venue_port: int, **settings: Any) -> None:
+    def __init__(
+        self, home: Path, venue_port: int, supervised: bool = False, **settings: Any
+    ) -> None:
         self.home = home
+        self.supervised = supervised  # run under routerd, as in the lab image
         self.current = home / "current"
         self.config_path = home / "router.json"
         self.flags_path = home / "flags.json"
@@ -180,9 +199,15 @@ class Router:
     def start(self) -> None:
         env = dict(os.environ, PYTHONPATH=os.path.realpath(self.current))
         env["SMARS_ADMIN_TOKEN"] = TOKEN
+        env.pop("SMARS_SUPERVISED", None)
         env.pop("SMARS_INHERIT_FDS", None)
+        tree = os.path.realpath(self.current)
+        if self.supervised:  # `proc` is routerd then; the router is its child
+            command = [sys.executable, "-S", "-P", str(ROUTERD), tree]
+        else:
+            command = [sys.executable, "-S", "-P", "-m", "smars"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-S", "-P", "-m", "smars", "--config", str(self.config_path)],
+            [*command, "--config", str(self.config_path)],
             env=env,
             cwd=self.home,
             stdout=subprocess.PIPE,
@@ -285,11 +310,14 @@ def router_factory(
     started: list[Router] = []
 
     def start(
-        release: str = "7.1.0", flags: dict[str, tuple[bool, str]] | None = None, **settings: Any
+        release: str = "7.1.0",
+        flags: dict[str, tuple[bool, str]] | None = None,
+        supervised: bool = False,
+        **settings: Any,
     ) -> Router:
         home = tmp_path / f"node{len(started)}"
         home.mkdir()
-        router = Router(home, venue.port, **settings)
+        router = Router(home, venue.port, supervised, **settings)
         point(router.current, releases[release])
         router.set_flags(**(flags or {"flag_7": (False, "power_peg")}))
         started.append(router)

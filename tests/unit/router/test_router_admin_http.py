@@ -378,7 +378,10 @@ def test_the_router_answers_a_long_poll_without_holding_up_the_rest(router_facto
     assert router.admin("GET", "/version")[0] == 200
     assert time.monotonic() - started < 1
     assert poll.is_alive()
-    assert router.admin("POST", f"/switch/arm?tree={tree}", token=TOKEN) == (200, {"armed": tree})
+    assert router.admin("POST", f"/switch/arm?tree={tree}", token=TOKEN) == (
+        200,
+        {"armed": tree, "standby": None},  # no routerd here: no standby
+    )
     poll.join(5)
     status, body = result["answer"]
     assert (status, body["ready"], body["armed"]) == (200, True, tree)

@@ -14,24 +14,10 @@ from pathlib import Path
 
 import pytest
 from market.loadgen import Config, LoadGen, invariant_holds
-from router_fixtures import TOKEN, order, point
+from router_fixtures import TOKEN, finished, order, point, wait_for
 from smars.release import tree_hash
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def finished(message: dict) -> bool:
-    return message["type"] in ("reject", "cancelled") or message.get("leaves") == 0
-
-
-def wait_for(check, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def metric(router, name: str) -> float:

@@ -4,10 +4,9 @@ with the reused flag on, first guarded, then with the guard switched off by a re
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from router_fixtures import TOKEN, order
+from router_fixtures import TOKEN, order, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -19,16 +18,6 @@ def metrics(router) -> dict[str, float]:
         for name, value in (line.rsplit(" ", 1) for line in text.splitlines())
         if not name.startswith("#")
     }
-
-
-def wait_for(check, timeout: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_risk_guard_stops_power_peg_at_its_parent_and_a_reload_switches_it(

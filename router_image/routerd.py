@@ -1,0 +1,140 @@
+"""The keeper of a node's router: the container's main process in the `router` role.
+
+`python3 -S -P routerd.py TREE [ROUTER ARGS]` starts `python3 -S -P -m smars ROUTER ARGS` from
+the release tree TREE and stays for as long as a router runs. It exists for the warm switch:
+a router armed for a release starts a standby process of that release ahead of the flip, and
+at the switch hands its listening sockets over and exits. The standby, orphaned then, becomes
+this process's child (it is the children's subreaper), so the container lives on, and the
+switch costs no interpreter start. Without a standby the router re-executes itself as before.
+
+It passes the signals Docker and the operators send (TERM, INT, HUP, USR2) on to its children,
+reaps every router that ends, and exits with the status of the last one. Standard library only,
+and it does nothing between those events: the CPU belongs to the routers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import socket
+import sys
+import time
+
+__all__ = ["SUPERVISED_ENV", "main"]
+
+#: Set for the routers this process keeps: they may hand over to a standby and exit.
+SUPERVISED_ENV = "SMARS_SUPERVISED"
+_PR_SET_CHILD_SUBREAPER = 36
+_FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
+_STOPPING = (signal.SIGTERM, signal.SIGINT)
+_USAGE = "usage: python3 -S -P routerd.py RELEASE_TREE [ROUTER ARGS...]"
+
+
+def _log(level: str, event: str, **fields: object) -> None:
+    """One JSON line on stdout, in the router's log format."""
+    now = time.time()
+    record = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
+        + f".{int(now * 1000) % 1000:03d}Z",
+        "level": level,
+        "event": event,
+        "node": os.environ.get("SMARS_NODE") or socket.gethostname(),
+        "source": "routerd",
+        **fields,
+    }
+    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.flush()
+
+
+def become_subreaper() -> bool:
+    """Adopt the orphans of our descendants (the standby its router leaves behind)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def children(parent: int | None = None) -> list[int]:
+    """The pids whose parent is `parent` (default: this process), from /proc."""
+    parent = os.getpid() if parent is None else parent
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == parent:
+            found.append(int(name))
+    return found
+
+
+class Keeper:
+    def __init__(self, tree: str, args: list[str]) -> None:
+        self.tree = tree
+        self.args = args
+        self.stopping: signal.Signals | None = None
+
+    def start(self, supervised: bool) -> int:
+        env = dict(os.environ, PYTHONPATH=self.tree)
+        if supervised:
+            env[SUPERVISED_ENV] = "1"
+        else:
+            env.pop(SUPERVISED_ENV, None)
+        argv = [sys.executable, "-S", "-P", "-m", "smars", *self.args]
+        return os.posix_spawn(sys.executable, argv, env)
+
+    def forward(self, signum: int, _frame: object = None) -> None:
+        sig = signal.Signals(signum)
+        if sig in _STOPPING:
+            self.stopping = sig
+        for pid in children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def run(self) -> int:
+        for sig in _FORWARDED:
+            signal.signal(sig, self.forward)
+        supervised = become_subreaper()
+        first = self.start(supervised)
+        if self.stopping is not None:
+            self.forward(self.stopping)  # asked to stop before the router was there
+        _log("info", "routerd_started", router=first, tree=self.tree, warm_switch=supervised)
+        code = 0
+        while True:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                _log("info", "routerd_exit", code=code)
+                return code
+            code = os.waitstatus_to_exitcode(status)
+            if code < 0:
+                code = 128 - code  # killed by a signal, as a shell reports it
+            left = children()
+            _log("info", "router_exited", pid=pid, code=code, running=left)
+            if self.stopping is not None and left:
+                # A standby that took over while the stop was on its way: stop it too.
+                self.forward(self.stopping)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_USAGE, file=sys.stderr)
+        return 0 if argv else 2
+    tree, *args = argv
+    if not os.path.isfile(os.path.join(tree, "smars", "__main__.py")):
+        print(f"routerd: {tree}: not a release tree (no smars/__main__.py)", file=sys.stderr)
+        return 78
+    return Keeper(tree, args).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
