@@ -393,10 +393,12 @@ def _ansible_progress(step: Callable[[str], None]) -> Callable:
 
 def _print_deploy(result) -> None:
     colour = "green" if result.ok else "red"
-    table = Table("node", "before", "after", title=f"{result.action} {result.release}")
+    table = Table("node", "before", "after", "switch", title=f"{result.action} {result.release}")
     for node in sorted(result.nodes, key=_node_key):
         row = result.nodes[node]
-        table.add_row(node, row["before"] or "-", row["after"] or "-")
+        table.add_row(
+            node, row["before"] or "-", row["after"] or "-", result.switches.get(node, "-")
+        )
     out.print(table)
     by = f" by the {result.refused_by} guard" if result.refused_by else ""
     out.print(

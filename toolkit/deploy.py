@@ -46,6 +46,9 @@ class DeployResult:
     refused_by: str | None = None
     #: The rollback planner's plan, when the rollback guard looked at one.
     plan: dict[str, Any] | None = None
+    #: How each node that switched did it: "warm" (handed over to a standby of the release
+    #: started ahead of the flip) or "exec" (re-executed itself, an interpreter start).
+    switches: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -89,6 +92,16 @@ def _timings(run: PlaybookResult) -> dict[str, float | None]:
         "intake_pause_ms": round(max(pauses) * 1000, 1) if pauses else None,
         "playbook_s": run.duration_s,
     }
+
+
+def _switches(run: PlaybookResult) -> dict[str, str]:
+    """node -> "warm" or "exec", for every node a flip or switch task switched."""
+    found: dict[str, str] = {}
+    for phase in ("flip", "switch", "rescue"):
+        for host, out in run.outputs.get(phase, {}).items():
+            if out.get("switched"):
+                found[host] = "warm" if out.get("warm") else "exec"
+    return dict(sorted(found.items()))
 
 
 def _status(run: PlaybookResult, version: str, after: dict[str, dict[str, str | None]]) -> str:
@@ -180,6 +193,7 @@ def deploy(
         timings=_timings(run) if guards.atomic else {"playbook_s": run.duration_s},
         guards=guards.to_json(),
         refused_by="atomic" if status in ("refused", "rolled_back") and guards.atomic else None,
+        switches=_switches(run),
     )
 
 

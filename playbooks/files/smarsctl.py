@@ -318,13 +318,15 @@ def cmd_switch(version: str, tree: str, timeout: str = "15", checked: bool = Fal
             return ident | {"previous": previous, "switched": False}
     _point_current_at(version)
     switched_at = time.time()
-    _signal_router()
+    pid = _signal_router()
     ident = _wait_running(tree, float(timeout))
     return ident | {
         "previous": previous,
         "switched": True,
         "switched_at": switched_at,
         "running_at": time.time(),
+        # Warm: the router handed over to its standby (a new pid); else it re-executed itself.
+        "warm": ident.get("pid") != pid,
     }
 
 
@@ -363,11 +365,7 @@ def cmd_flip(
         "flip_at": flip_at,
         "paused_at": paused_at,
     }
-    # The standby the router started when armed: the switch was warm (a hand-over, no
-    # interpreter start) when the process running now is that standby.
-    standby = armed.get("standby") or {}  # the one the switch handed over to, if it was
-    result["standby"] = standby
-    result["warm"] = standby.get("pid") is not None and standby.get("pid") == result.get("pid")
+    result["standby"] = armed.get("standby")  # what the router said of it when asked to ready it
     if urls:
         behind = [u for u in urls if not _wait_tree(u, tree, deadline)]
         if behind:

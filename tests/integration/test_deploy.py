@@ -24,18 +24,23 @@ def running(lab: Lab) -> dict[str, tuple[str | None, int | None]]:
 
 
 def test_guarded_deploy_puts_every_node_on_the_release(baseline: Lab):
+    names = baseline.settings.node_names
+    before = running(baseline)
     result = deploy(baseline, NEW)
     assert result.status == "deployed", result.error
-    assert result.nodes == {
-        n: {"before": "7.1.0", "after": NEW} for n in baseline.settings.node_names
-    }
+    assert result.nodes == {n: {"before": "7.1.0", "after": NEW} for n in names}
     tree = baseline.artifact(NEW).tree
     assert {n.tree for n in baseline.status().nodes} == {tree}
     assert (
         result.timings["flip_skew_ms"] is not None and result.timings["intake_pause_ms"] is not None
     )
+    # Every node handed over to the standby its stage step started: a new process each.
+    assert result.switches == {n: "warm" for n in names}
+    after = running(baseline)
+    assert [n for n in names if after[n][1] == before[n][1]] == []
     back = rollback(baseline)
     assert back.status == "deployed"
+    assert back.switches == {n: "warm" for n in names}
     assert {n.release for n in baseline.status().nodes} == {"7.1.0"}
 
 
