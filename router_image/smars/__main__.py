@@ -41,7 +41,7 @@ def _survive_early_signals() -> None:
 def main(argv: list[str] | None = None) -> int:
     _survive_early_signals()
     # A standby of a warm switch waits here, its imports done, until its router says `go`.
-    switch.await_go()
+    prepared = switch.await_go()
     args_list = sys.argv[1:] if argv is None else argv
     args = _parse(args_list)
     overrides = {
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         config = load_config(args.config, overrides)
-        node = Node(config, argv=args_list)
+        node = Node(config, argv=args_list, release=prepared)
         return asyncio.run(node.run())
     except SmarsError as e:
         Log(os.environ.get("SMARS_NODE") or socket.gethostname()).error(

@@ -51,11 +51,18 @@ def _now() -> str:
 
 
 class Node:
-    def __init__(self, config: Config, argv: list[str], log: Log | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        argv: list[str],
+        log: Log | None = None,
+        release: Release | None = None,
+    ) -> None:
         self.config = config
         self._argv = list(argv)  # given again to the re-executed process
         self.log = log or Log(config.node)
-        self.release: Release = load_release(tree_dir())
+        # A standby hashed its tree when it imported it: that is the code running.
+        self.release: Release = release or load_release(tree_dir())
         self._strategy_classes = discover()
         if "sor" not in self._strategy_classes:
             raise ReleaseError(f"{self.release.path}: no sor strategy in smars/strategies")
@@ -576,7 +583,11 @@ class Node:
         except ReleaseError as e:
             self._error("switch", "standby_failed", target=target, error=str(e))
             return None
-        return standby if standby.ready else None
+        if not standby.ready:  # ready once, gone since
+            standby.discard()
+            self._error("switch", "standby_failed", target=target, error="the standby exited")
+            return None
+        return standby
 
     def _expire_standby(self, standby: switch.Standby) -> None:
         with self._standby_lock:

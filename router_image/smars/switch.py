@@ -23,7 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from .errors import ReleaseError
-from .release import check_tree, load_release, tree_dir
+from .release import Release, check_tree, load_release, tree_dir
 
 __all__ = [
     "INHERIT_ENV",
@@ -180,19 +180,21 @@ class Standby:
             threading.Thread(target=self.proc.wait, name="smars-standby-reap", daemon=True).start()
 
 
-def await_go() -> None:
+def await_go() -> Release | None:
     """In a standby (STANDBY_ENV set): report ready for our tree, then block until the router
-    that started us says `go` (return) or goes away without it (exit quietly). A no-op in a
-    router started any other way."""
+    that started us says `go` (return the release, hashed when its code was imported) or goes
+    away without it (exit quietly). None at once in a router started any other way."""
     fd = os.environ.pop(STANDBY_ENV, None)
     if fd is None:
-        return
+        return None
     ctl = socket.socket(fileno=int(fd))
+    release = None
     try:
         from .strategies import discover  # the strategy modules too, before `go`
 
         discover()
-        ready: dict[str, object] = {"tree": load_release(tree_dir()).tree}
+        release = load_release(tree_dir())
+        ready: dict[str, object] = {"tree": release.tree}
     except Exception as e:  # anything that stops this tree from running is reported
         ready = {"error": f"{type(e).__name__}: {e}"}
     try:
@@ -204,6 +206,7 @@ def await_go() -> None:
         os._exit(0)
     finally:
         ctl.close()
+    return release
 
 
 def unrunnable(tree: str) -> str | None:

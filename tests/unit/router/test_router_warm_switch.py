@@ -227,3 +227,19 @@ def test_a_prepared_standby_is_the_one_armed_and_serves_a_switch_without_arming(
     # Preparing what the node already runs starts nothing.
     status, body = router.admin("POST", f"/switch/prepare?tree={back}&release=7.1.0", token=TOKEN)
     assert (status, body) == (200, {"tree": back, "standby": None})
+
+
+def test_a_standby_that_died_is_no_refusal_the_switch_re_executes(router_factory, releases):
+    router = router_factory("7.1.0", supervised=True)
+    before = router.admin("GET", "/version")[1]
+    standby = arm(router, releases, "8.0.1")
+    os.kill(standby["pid"], signal.SIGKILL)
+    wait_for(lambda: gone(standby["pid"]), what="the standby killed")
+    since = len(router.events)
+    point(router.current, releases["8.0.1"])
+    router.signal(signal.SIGUSR2)
+    started = router.wait_event("started", since=since, release="8.0.1")
+    assert started["pid"] == before["pid"]  # re-executed in place
+    failed = router.wait_event("standby_failed", since=since)
+    assert failed["error"] == "the standby exited"
+    router.wait_event("switch_exec", since=since)
