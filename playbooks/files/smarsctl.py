@@ -9,21 +9,23 @@ Standard library only: it runs on the node, beside whatever release is installed
 
 from __future__ import annotations
 
-import compileall
 import hashlib
-import inspect
 import json
 import os
-import shutil
 import signal
 import sys
-import tarfile
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tarfile
+
+# compileall and tarfile are imported by the stage step alone: every other step (eight nodes
+# at once, on the deploy's clock) starts without their ~40 ms of imports.
 
 HOME = Path(os.environ.get("SMARS_HOME", "/opt/smars"))
 ETC = Path(os.environ.get("SMARS_ETC", "/etc/smars"))
@@ -135,7 +137,8 @@ def cmd_preflight(min_free_mb: str = "50") -> dict:
         problems.append(f"trading is {ident['trading']}")
     if ident["current"] != ident["release"]:
         problems.append(f"current -> {ident['current']} but it runs {ident['release']}")
-    free_mb = shutil.disk_usage(HOME).free // 2**20
+    fs = os.statvfs(HOME)
+    free_mb = fs.f_bavail * fs.f_frsize // 2**20
     if free_mb < int(min_free_mb):
         problems.append(f"{free_mb} MB free in {HOME}")
     if problems:
@@ -180,6 +183,11 @@ def _prepare(version: str, tree: str) -> dict | None:
 
 
 def _download(version: str, tree: str, sha256: str, url: str) -> dict:
+    import compileall
+    import shutil
+    import tarfile
+    import tempfile
+
     releases = HOME / "releases"
     started = time.monotonic()
     try:
@@ -520,10 +528,13 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"error": f"usage: smarsctl {{{','.join(COMMANDS)}}} ARGS"}))
         return 2
     command = COMMANDS[argv[0]]
-    try:
-        inspect.signature(command).bind(*argv[1:])
-    except TypeError as e:
-        print(json.dumps({"error": f"{argv[0]}: bad arguments ({e})"}))
+    # Arity from the code object (inspect alone would add ~25 ms of imports to every step).
+    most = command.__code__.co_argcount
+    least = most - len(command.__defaults__ or ())
+    given = len(argv) - 1
+    if not least <= given <= most:
+        want = f"{least}" if least == most else f"{least} to {most}"
+        print(json.dumps({"error": f"{argv[0]}: bad arguments (takes {want}, {given} given)"}))
         return 2
     try:
         result = command(*argv[1:])
