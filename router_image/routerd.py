@@ -45,7 +45,7 @@ def _log(level: str, event: str, **fields: object) -> None:
         "source": "routerd",
         **fields,
     }
-    sys.stdout.write(json.dumps(record) + "\n")
+    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
     sys.stdout.flush()
 
 
