@@ -155,6 +155,43 @@ def wait_for(check: Callable[[], Any], timeout: float = 10.0, what: str = "condi
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def switch_twice_under_load(
+    router: Router,
+    releases: dict[str, Path],
+    prefix: str,
+    before_switch: Callable[[str], Any] = lambda _release: None,
+) -> list[dict[str, Any]]:
+    """The real load generator at 300 orders/s for 4 s while the router switches to 8.0.1 and
+    back to 7.1.0 (`before_switch(release)` runs before each); asserts that every order ended
+    filled, any refused for retry during a switch having been sent again, and returns the
+    `started` event of each new process."""
+    from market.loadgen import Config, LoadGen, invariant_holds
+
+    cfg = Config(
+        targets=[f"127.0.0.1:{router.order_port}"], rate=300, duration=4.0, drain=15, prefix=prefix
+    )
+    out: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: out.update(asyncio.run(LoadGen(cfg).run())))
+    runner.start()
+    started = []
+    try:
+        for release in ("8.0.1", "7.1.0"):
+            time.sleep(0.7)
+            before_switch(release)
+            since = len(router.events)
+            point(router.current, releases[release])
+            router.signal(signal.SIGUSR2)
+            started.append(router.wait_event("started", since=since, release=release))
+    finally:
+        runner.join(30)
+    assert not runner.is_alive()
+    assert invariant_holds(out)
+    assert out["unanswered"] == 0
+    assert out["sent"] == out["filled"] > 600
+    assert out["per_target"][cfg.targets[0]]["connects"] == 3  # one reconnect per switch
+    return started
+
+
 def order(order_id: str, qty: int = 300, **fields: Any) -> dict[str, Any]:
     return {"type": "order", "id": order_id, "symbol": "KCG", "side": "buy", "qty": qty, **fields}
 

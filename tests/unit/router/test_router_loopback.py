@@ -3,18 +3,15 @@ API, flags reload on SIGHUP and the release switch on SIGUSR2."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from market.loadgen import Config, LoadGen, invariant_holds
-from router_fixtures import TOKEN, finished, order, point, wait_for
+from router_fixtures import TOKEN, finished, order, point, switch_twice_under_load, wait_for
 from smars.release import tree_hash
 
 pytestmark = pytest.mark.timeout(60)
@@ -354,26 +351,9 @@ def test_no_order_is_lost_when_the_router_switches_twice_under_load(router_facto
     """The real load generator at 300 orders/s while the real router switches release twice:
     every order ends filled (any refused for retry during a switch is sent again)."""
     router = router_factory("7.1.0")
-    cfg = Config(
-        targets=[f"127.0.0.1:{router.order_port}"], rate=300, duration=4.0, drain=15, prefix="SW"
-    )
-    out: dict = {}
-    runner = threading.Thread(target=lambda: out.update(asyncio.run(LoadGen(cfg).run())))
-    runner.start()
-    try:
-        for release in ("8.0.1", "7.1.0"):
-            time.sleep(0.7)
-            since = len(router.events)
-            point(router.current, releases[release])
-            router.signal(signal.SIGUSR2)
-            router.wait_event("started", since=since, release=release)
-    finally:
-        runner.join(30)
-    assert not runner.is_alive()
-    assert invariant_holds(out)
-    assert out["unanswered"] == 0
-    assert out["sent"] == out["filled"] > 600
-    assert out["per_target"][cfg.targets[0]]["connects"] == 3  # one reconnect per switch
+    pid = router.proc.pid
+    started = switch_twice_under_load(router, releases, prefix="SW")
+    assert [e["pid"] for e in started] == [pid, pid]  # re-executed in place, twice
 
 
 def test_a_switch_to_a_broken_target_is_refused_and_the_node_keeps_running(

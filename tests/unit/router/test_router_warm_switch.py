@@ -6,19 +6,24 @@ Without a usable standby the switch re-executes, as an unsupervised router alway
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
-from market.loadgen import Config, LoadGen, invariant_holds
-from router_fixtures import ROUTERD, TOKEN, finished, order, point, wait_for
+from router_fixtures import (
+    ROUTERD,
+    TOKEN,
+    finished,
+    order,
+    point,
+    switch_twice_under_load,
+    wait_for,
+)
 from smars.release import tree_hash
 
 
@@ -94,31 +99,17 @@ def test_a_warm_switch_hands_the_sockets_to_the_standby(router_factory, releases
 def test_no_order_is_lost_across_warm_switches_under_load(router_factory, releases):
     """The real load generator at 300 orders/s while the router hands over twice."""
     router = router_factory("7.1.0", supervised=True)
-    cfg = Config(
-        targets=[f"127.0.0.1:{router.order_port}"], rate=300, duration=4.0, drain=15, prefix="WS"
+    first = router.admin("GET", "/version")[1]["pid"]
+    standbys: list[int] = []
+    started = switch_twice_under_load(
+        router,
+        releases,
+        prefix="WS",
+        before_switch=lambda release: standbys.append(arm(router, releases, release)["pid"]),
     )
-    out: dict = {}
-    runner = threading.Thread(target=lambda: out.update(asyncio.run(LoadGen(cfg).run())))
-    runner.start()
-    pids = [router.admin("GET", "/version")[1]["pid"]]
-    try:
-        for release in ("8.0.1", "7.1.0"):
-            time.sleep(0.7)
-            standby = arm(router, releases, release)
-            since = len(router.events)
-            point(router.current, releases[release])
-            router.signal(signal.SIGUSR2)
-            started = router.wait_event("started", since=since, release=release)
-            assert started["pid"] == standby["pid"]
-            pids.append(started["pid"])
-    finally:
-        runner.join(30)
-    assert not runner.is_alive()
-    assert invariant_holds(out)
-    assert out["unanswered"] == 0
-    assert out["sent"] == out["filled"] > 600
-    assert out["per_target"][cfg.targets[0]]["connects"] == 3  # one reconnect per switch
-    assert len(set(pids)) == 3 and all(gone(p) for p in pids[:2])
+    assert [e["pid"] for e in started] == standbys  # each switch went to its standby
+    assert len({first, *standbys}) == 3
+    wait_for(lambda: gone(first) and gone(standbys[0]), what="the replaced routers reaped")
 
 
 def test_a_standby_of_another_release_is_discarded_and_the_switch_re_executes(
