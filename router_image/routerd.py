@@ -23,7 +23,7 @@ import socket
 import sys
 import time
 
-__all__ = ["SUPERVISED_ENV", "main"]
+__all__ = ["SUPERVISED_ENV", "children", "main", "proc_stat"]
 
 #: Set for the routers this process keeps: they may hand over to a standby and exit.
 SUPERVISED_ENV = "SMARS_SUPERVISED"
@@ -58,22 +58,27 @@ def become_subreaper() -> bool:
         return False
 
 
+def proc_stat(pid: int | str) -> tuple[str, int] | None:
+    """(state, parent pid) of a process from /proc, or None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return fields[0].decode(), int(fields[1])
+
+
 def children(parent: int | None = None) -> list[int]:
     """The pids whose parent is `parent` (default: this process), from /proc."""
     parent = os.getpid() if parent is None else parent
     found = []
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue  # gone meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == parent:
-            found.append(int(name))
+        if name.isdigit():
+            stat = proc_stat(name)
+            if stat is not None and stat[1] == parent:
+                found.append(int(name))
     return found
 
 

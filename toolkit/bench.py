@@ -110,7 +110,7 @@ def lab_figures(lab: Lab, say: Progress, orders: int = 100_000) -> dict[str, Any
     fleet = _median_run(
         lambda: _throughput(lab, tuple(lab.settings.node_names), orders), say, "fleet"
     )
-    figures["echo_floor_msgs_per_s"] = round(sorted(echo)[len(echo) // 2])
+    figures["echo_floor_msgs_per_s"] = round(statistics.median(echo))
     figures["router_orders_per_s"] = round(one.orders_per_s)
     figures["fleet_orders_per_s"] = round(fleet.orders_per_s)
     figures["router_to_floor_ratio"] = round(one.orders_per_s / figures["echo_floor_msgs_per_s"], 3)

@@ -574,7 +574,7 @@ class Node:
             standby, self._standby = self._standby, None
         if standby is None:
             return None
-        if standby.path != os.path.realpath(target):
+        if standby.path != target:  # both resolved
             standby.discard()
             self.log.info("standby_discarded", standby=standby.pid, reason="another target")
             return None

@@ -188,6 +188,7 @@ def test_ctrl_c_during_a_deploy_leaves_the_fleet_uniform(baseline: Lab, moment: 
         start_new_session=True,
     )
     deadline = time.monotonic() + 60
+    hit = False
     while time.monotonic() < deadline and proc.poll() is None:
         if moment == "stage":
             code, _ = baseline.engine.exec(
@@ -203,6 +204,7 @@ def test_ctrl_c_during_a_deploy_leaves_the_fleet_uniform(baseline: Lab, moment: 
         if hit:
             break
         time.sleep(0.05)
+    assert hit, f"the deploy never reached {moment} in 60 s"
     assert proc.poll() is None, "the deploy ended before it could be interrupted"
     os.killpg(proc.pid, signal.SIGINT)
     proc.communicate(timeout=60)

@@ -87,6 +87,8 @@ def test_the_cli_runs_an_experiment_and_an_interrupt_still_runs_the_rollbacks(la
         if lab.venue_admin().get("/stats")["child_orders"] > 0:
             break
         time.sleep(0.2)
+    else:
+        pytest.fail("the market never opened: nothing to interrupt in the middle of")
     os.killpg(proc.pid, signal.SIGINT)
     output, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, output.decode()[-2000:]

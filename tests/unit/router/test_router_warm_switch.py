@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from router_fixtures import (
     ROUTERD,
@@ -24,20 +23,20 @@ from router_fixtures import (
     switch_twice_under_load,
     wait_for,
 )
+from routerd import children, proc_stat
 from smars.release import tree_hash
 
 
 def gone(pid: int) -> bool:
     """No such process, or only its zombie left."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    stat = proc_stat(pid)
+    return stat is None or stat[0] == "Z"
 
 
 def parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    stat = proc_stat(pid)
+    assert stat is not None, f"no process {pid}"
+    return stat[1]
 
 
 def arm(router, releases, release: str, as_release: str | None = None) -> dict:
@@ -139,7 +138,7 @@ def test_a_tree_the_release_does_not_hold_arms_without_a_standby(router_factory,
     # Only routerd and the router are left.
     router_pid = router.admin("GET", "/version")[1]["pid"]
     wait_for(
-        lambda: [p for p in _children(router_pid) if not gone(p)] == [],
+        lambda: [p for p in children(router_pid) if not gone(p)] == [],
         what="the rejected standby ended",
     )
 
@@ -178,18 +177,6 @@ def test_routerd_refuses_what_is_not_a_release_tree(tmp_path):
     )
     assert run.returncode == 78
     assert run.stderr == f"routerd: {tmp_path}: not a release tree (no smars/__main__.py)\n"
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                if parent_of(int(name)) == pid:
-                    found.append(int(name))
-            except (FileNotFoundError, ProcessLookupError):
-                continue
-    return found
 
 
 def test_a_prepared_standby_is_the_one_armed_and_serves_a_switch_without_arming(

@@ -43,7 +43,7 @@ def test_invalid_yaml_is_exit_2_with_its_line(tmp_path):
 def test_an_unknown_parameter_is_exit_2():
     result = run("run", "skipped_node", "--set", "nod=smars-3")
     assert result.exit_code == 2
-    assert "nod" in result.output and "Traceback" not in result.output
+    assert "--set nod: no such parameter" in result.output and "Traceback" not in result.output
 
 
 def test_an_unknown_guard_is_exit_2():

@@ -209,13 +209,17 @@ def test_an_empty_journal_folder_still_gives_the_2012_row(tmp_path):
     assert table_row(index, "Knight Capital, 2012-08-01")[-2:] == ["$460M", "397,000,000"]
 
 
-def test_the_incident_figures_match_the_shared_data_file(tmp_path):
-    shared = Path(__file__).resolve().parents[4] / "shared" / "knight_2012.json"
-    path = shared if shared.exists() else tmp_path / "k.json"
-    if not shared.exists():
-        path.write_text(json.dumps({"loss_usd": 460_000_000, "shares_traded": 397_000_000}))
-    figures = load_incident(path)
+def test_the_shipped_incident_figures_are_the_2012_ones():
+    figures = load_incident()
     assert figures["loss_usd"] == 460_000_000
     assert figures["shares_traded"] == 397_000_000
     assert figures["servers"] == 8
     assert figures["duration_minutes"] == 45
+
+
+def test_an_incident_file_overrides_what_it_gives_and_the_shipped_figures_fill_the_rest(tmp_path):
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps({"loss_usd": 1, "shares_traded": 2}))
+    figures = load_incident(path)
+    assert (figures["loss_usd"], figures["shares_traded"]) == (1, 2)
+    assert (figures["servers"], figures["duration_minutes"]) == (8, 45)
