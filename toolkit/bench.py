@@ -21,6 +21,8 @@ from typing import Any
 from .ansible import run_playbook
 from .deploy import deploy, playbook_vars
 from .errors import KnightError
+from .guards import DEFAULT as DEFAULT_GUARDS
+from .guards import GuardSet
 from .lab import Lab
 from .load import LoadSpec, run_echo, run_load
 
@@ -134,7 +136,7 @@ def deploy_figures(lab: Lab, say: Progress, target: str = "8.0.0") -> dict[str, 
     pauses: list[float] = []
     for i in range(DEPLOY_ROUNDS):
         lab.reset()
-        guarded = deploy(lab, target)
+        guarded = deploy(lab, target, guards=GuardSet.of(DEFAULT_GUARDS))
         if guarded.status != "deployed":
             raise KnightError(f"bench: guarded deploy {guarded.status}: {guarded.error}")
         runs["guarded"].append(guarded.duration_s)
@@ -172,7 +174,7 @@ def deploy_figures(lab: Lab, say: Progress, target: str = "8.0.0") -> dict[str, 
     )
     load.start()
     time.sleep(2)
-    loaded = deploy(lab, target)
+    loaded = deploy(lab, target, guards=GuardSet.of(DEFAULT_GUARDS))
     load.join()
     releases = [e["release"] for e in lab.executions()]
     first_new = releases.index(target) if target in releases else len(releases)
@@ -193,7 +195,6 @@ def guard_figures(lab: Lab, say: Progress, node: str = "smars-4") -> dict[str, A
     only signal is the runaway itself, not a meaning drift). detect_s: the first child order
     executed beyond its parent to the alert; kill_s: the alert to the last child order from any
     node; excess_shares_monitor_only: what got through. Knight needed about 45 minutes."""
-    from .guards import GuardSet
     from .monitor import watch
 
     lab.reset(GuardSet.of(["monitor"]))

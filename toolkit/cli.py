@@ -24,6 +24,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import KnightError
+from .settings import node_key
 
 __all__ = ["main"]
 
@@ -281,13 +282,6 @@ def lab_guards(guards_text: str | None, as_json: bool) -> None:
     out.print(table)
 
 
-def _node_key(name: str) -> tuple[int, str]:
-    """smars-2 before smars-10."""
-    head = name.split(":")[0]
-    tail = head.rsplit("-", 1)[-1]
-    return (int(tail) if tail.isdigit() else 0, head)
-
-
 def _flag_text(name: str, flag: dict) -> str:
     text = f"{name} {'[bold]ON[/bold]' if flag.get('value') else 'off'}"
     code = flag.get("code_meaning")
@@ -368,7 +362,7 @@ def load(
         return
     columns = ("sent", "acked", "filled", "rejected", "cancelled", "working", "unanswered")
     table = Table("node", *columns, "excess shares")
-    for target, row in sorted(result.per_target.items(), key=lambda kv: _node_key(kv[0])):
+    for target, row in sorted(result.per_target.items(), key=lambda kv: node_key(kv[0])):
         cells = [str(row.get(k, 0)) for k in (*columns, "excess_shares")]
         table.add_row(target.split(":")[0], *cells)
     out.print(table)
@@ -394,7 +388,7 @@ def _ansible_progress(step: Callable[[str], None]) -> Callable:
 def _print_deploy(result) -> None:
     colour = "green" if result.ok else "red"
     table = Table("node", "before", "after", "switch", title=f"{result.action} {result.release}")
-    for node in sorted(result.nodes, key=_node_key):
+    for node in sorted(result.nodes, key=node_key):
         row = result.nodes[node]
         table.add_row(
             node, row["before"] or "-", row["after"] or "-", result.switches.get(node, "-")
@@ -776,7 +770,7 @@ def experiment_matrix(ids: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def report_cmd(as_json: bool) -> None:
     """Write reports/index.md, a page and a plot per run, from the journals; print the table."""
-    from .report import SUMMARY_COLUMNS, build_report, summary_rows
+    from .report import SUMMARY_COLUMNS, build_report
     from .settings import load_settings
 
     s = load_settings()
@@ -785,11 +779,11 @@ def report_cmd(as_json: bool) -> None:
         _emit_json(result.to_json())
         return
     table = Table(*SUMMARY_COLUMNS, title=str(result.index))
-    for row in summary_rows(s.reports / "journals"):
+    for row in result.rows:
         table.add_row(*(escape(row[c]) for c in SUMMARY_COLUMNS))
     out.print(table)
-    for skipped in getattr(result, "skipped", []):
-        out.print(f"[yellow]skipped {escape(str(skipped))}[/yellow]")
+    for path, reason in result.skipped:
+        out.print(f"[yellow]skipped {escape(str(path))}: {escape(reason)}[/yellow]")
 
 
 @main.command("verify")

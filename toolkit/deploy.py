@@ -76,14 +76,13 @@ def _iso(ts: str | None) -> float | None:
 def _timings(run: PlaybookResult) -> dict[str, float | None]:
     """Flip skew (first to last node running the new code) and the longest intake pause."""
     flips = run.outputs.get("flip", {})
-    # The flip opens the intake itself once the fleet runs the new tree (resumed_at).
-    resumes = run.outputs.get("resume", flips)
     started = [_iso(o.get("started_at")) for o in flips.values()]
     started = [s for s in started if s is not None]
+    # The flip opens the intake itself once the fleet runs the new tree (resumed_at).
     pauses = [
-        resumes[h]["resumed_at"] - o["paused_at"]
-        for h, o in flips.items()
-        if "paused_at" in o and "resumed_at" in resumes.get(h, {})
+        o["resumed_at"] - o["paused_at"]
+        for o in flips.values()
+        if "paused_at" in o and "resumed_at" in o
     ]
     return {
         "flip_skew_ms": round((max(started) - min(started)) * 1000, 1)
@@ -161,12 +160,16 @@ def deploy(
         variables["knight_fence_epoch"] = epoch
     playbook = "deploy.yml" if guards.atomic else "manual_deploy.yml"
     run = run_playbook(lab.settings, playbook, variables, _limit(skip), on_event)
+    fence_error = None
     if guards.fencing and not guards.atomic:
         # The whole declared fleet, skipped nodes included: they are the ones to fence.
         fence = run_playbook(
             lab.settings, "fence.yml", {**variables, "knight_fence_epoch": epoch}, None, on_event
         )
         run.duration_s = round(run.duration_s + fence.duration_s, 3)
+        if fence.rc != 0 or fence.failures:
+            f = fence.first_failure
+            fence_error = f"{f.host}: {f.message}" if f else f"fence.yml exited {fence.rc}"
     after = _releases(lab)
     status = _status(run, version, after)
     failure = run.first_failure
@@ -176,6 +179,9 @@ def deploy(
     elif status != "deployed":
         behind = sorted(n for n, v in after.items() if v["release"] != version)
         error = f"fleet mixed: {', '.join(behind)} not on {version}"
+    if fence_error is not None and error is None:
+        # The fleet manifest was not written everywhere: not a deploy to call done.
+        status, error = "failed", f"fence: {fence_error}"
     return DeployResult(
         action=action,
         release=version,

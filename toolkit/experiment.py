@@ -21,6 +21,7 @@ from .activities import ACTIVITIES, Arg, ArgError, Context, Spec
 from .activities.schema import REQUIRED, boolean, choice, integer, nodes, number, release
 from .errors import ConfigError
 from .journal import STATUSES
+from .settings import node_key
 
 __all__ = [
     "ABORTS",
@@ -100,7 +101,7 @@ def _outcome(doc: Mapping[str, Any], key: str) -> Any:
 
 
 def _runaway_actual(doc: Mapping[str, Any]) -> list[str]:
-    return sorted(_outcome(doc, "runaway_nodes") or [], key=_node_key)
+    return sorted(_outcome(doc, "runaway_nodes") or [], key=node_key)
 
 
 def _fleet_end_met(expected: str, doc: Mapping[str, Any]) -> tuple[bool, Any]:
@@ -403,11 +404,6 @@ def deploy_targets(
 def _rollback_targets(step: Activity, fleet: Sequence[str]) -> list[str]:
     targets = step.args["nodes"] or fleet
     return [n for n in fleet if n in targets and n not in step.args["skip"]]
-
-
-def _node_key(name: str) -> tuple[int, str]:
-    tail = name.rsplit("-", 1)[-1]
-    return (int(tail) if tail.isdigit() else 0, name)
 
 
 # -- loading ------------------------------------------------------------------------------------

@@ -29,7 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, KnightError
+from .errors import KnightError
+from .guards import GUARDS, GuardSet
+from .settings import node_key
 
 __all__ = [
     "EXIT_CODES",
@@ -50,8 +52,6 @@ __all__ = [
     "scrub",
 ]
 
-#: Guard names, in the order journals and reports list them.
-GUARDS = ("atomic", "fencing", "flags", "risk", "monitor", "rollback")
 STATUSES = ("completed", "deviated", "aborted", "failed", "interrupted")
 #: Exit code of `knight experiment run` for each status: 0 only when the hypothesis held; 1 when
 #: it deviated, was aborted on the way (an abort condition is a deviation) or the run failed;
@@ -146,27 +146,16 @@ class ProbeResult:
 
 # -- guards ---------------------------------------------------------------------------------------
 def guards_for(mode: str, names: Iterable[str] | None = None) -> dict[str, bool]:
-    """The guard set of a run: `unsafe` none, `guarded` all; `names` (from `--guards a,b`) names
-    exactly the set instead. An unknown guard name is a ConfigError."""
+    """The guard set of a run as a journal records it: `unsafe` none, `guarded` all; `names`
+    (from `--guards a,b`) names exactly the set instead. An unknown guard name is a ConfigError."""
     if names is not None:
-        chosen = {n.strip() for n in names if n.strip()}
-        unknown = sorted(chosen - set(GUARDS))
-        if unknown:
-            raise ConfigError(f"unknown guard {unknown[0]!r} (guards: {', '.join(GUARDS)})")
-        return {g: g in chosen for g in GUARDS}
-    if mode not in ("unsafe", "guarded"):
-        raise ConfigError(f"unknown mode {mode!r} (modes: unsafe, guarded)")
-    return dict.fromkeys(GUARDS, mode == "guarded")
+        return GuardSet.of({n.strip() for n in names if n.strip()}).to_json()
+    return GuardSet.for_mode(mode).to_json()
 
 
 def guard_label(guards: Mapping[str, bool]) -> str:
     """`none`, `all`, or the guards that are on joined by `+` (`atomic+risk`)."""
-    on = [g for g in GUARDS if guards.get(g)]
-    if not on:
-        return "none"
-    if len(on) == len(GUARDS):
-        return "all"
-    return "+".join(on)
+    return GuardSet.of([g for g in GUARDS if guards.get(g)]).label()
 
 
 def exit_code(status: str) -> int:
@@ -203,11 +192,6 @@ def scrub(value: Any, secrets: Iterable[str] = ()) -> Any:
 # -- the recorder ---------------------------------------------------------------------------------
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _node_key(name: str) -> tuple[int, str]:
-    tail = name.rsplit("-", 1)[-1]
-    return (int(tail) if tail.isdigit() else 0, name)
 
 
 class Journal:
@@ -337,11 +321,11 @@ class Journal:
         """The journal as the documented JSON (an unfinished run reads as failed, ending now)."""
         end = self.end or self._now()
         duration = self.duration_s if self.duration_s is not None else round(self.elapsed(), 3)
-        nodes = sorted(self.series.child_orders_per_s, key=_node_key)
+        nodes = sorted(self.series.child_orders_per_s, key=node_key)
         outcome = asdict(self.outcome)
-        outcome["runaway_nodes"] = sorted(outcome["runaway_nodes"], key=_node_key)
+        outcome["runaway_nodes"] = sorted(outcome["runaway_nodes"], key=node_key)
         outcome["fleet_end"] = {
-            n: outcome["fleet_end"][n] for n in sorted(outcome["fleet_end"], key=_node_key)
+            n: outcome["fleet_end"][n] for n in sorted(outcome["fleet_end"], key=node_key)
         }
         doc = {
             "experiment": self.experiment,

@@ -18,6 +18,7 @@ from typing import Any
 
 from .errors import KnightError
 from .journal import GUARDS, guard_label, read_journal
+from .settings import node_key
 
 __all__ = [
     "INCIDENT_2012",
@@ -189,14 +190,9 @@ def _sort_key(run: _Run) -> tuple[Any, ...]:
     return (experiment, _MODE_ORDER.get(mode, 2), mode, _guard_rank(guards))
 
 
-def _node_key(name: str) -> tuple[int, str]:
-    tail = name.rsplit("-", 1)[-1]
-    return (int(tail) if tail.isdigit() else 0, name)
-
-
 # -- rows -----------------------------------------------------------------------------------------
 def _runaway_text(outcome: Mapping[str, Any]) -> str:
-    nodes = sorted(outcome.get("runaway_nodes") or [], key=_node_key)
+    nodes = sorted(outcome.get("runaway_nodes") or [], key=node_key)
     fleet = outcome.get("fleet_end") or {}
     if not nodes:
         return "none"
@@ -308,7 +304,7 @@ def plot_run(doc: Mapping[str, Any], path: Path) -> Path:
     ax = fig.add_subplot()
     palette = [f"C{i}" for i in (0, 1, 2, 3, 4, 5, 6, 8, 9)]  # not C7, a grey
     peak = 0.0
-    for i, node in enumerate(sorted(per_node, key=_node_key)):
+    for i, node in enumerate(sorted(per_node, key=node_key)):
         values = [math.nan if v is None else v for v in per_node[node]][: len(t)]
         heavy = node in runaway
         peak = max([peak, *(v for v in values if not math.isnan(v))])
@@ -460,7 +456,7 @@ def _run_page(run: _Run, plot: Path) -> str:
     fleet = outcome.get("fleet_end") or {}
     if fleet:
         lines += ["## Fleet at the end", ""]
-        lines += _table(("node", "release"), sorted(fleet.items(), key=lambda kv: _node_key(kv[0])))
+        lines += _table(("node", "release"), sorted(fleet.items(), key=lambda kv: node_key(kv[0])))
         lines.append("")
     steady = doc.get("steady_state") or {}
     probes = [
@@ -534,18 +530,17 @@ def _matrix(runs: list[_Run]) -> list[str]:
 
 def _index(
     latest: list[_Run],
+    summary: list[dict[str, str]],
     all_runs: list[_Run],
     skipped: list[tuple[Path, str]],
     incident: Mapping[str, Any],
     journals_dir: Path,
 ) -> str:
+    """`summary`: the rows of `latest` (in that order), then the incident's."""
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    rows = []
-    for run in latest:
-        row = list(_row(run).values())
+    rows = [list(row.values()) for row in summary]
+    for row, run in zip(rows, latest, strict=False):  # each run's row links to its page
         row[0] = f"[{row[0]}](experiments/{run.stem}.md)"
-        rows.append(row)
-    rows.append(list(_incident_row(incident).values()))
     lines = [
         "# knight — what the experiments did",
         "",
@@ -604,8 +599,8 @@ def build_report(
             _write(page, _run_page(run, plot))
         result.plots.append(plot)
         result.pages.append(page)
-    _write(result.index, _index(latest, runs, skipped, incident, journals_dir))
     result.rows = [_row(r) for r in latest] + [_incident_row(incident)]
+    _write(result.index, _index(latest, result.rows, runs, skipped, incident, journals_dir))
     return result
 
 

@@ -55,7 +55,6 @@ class Run:
 
     lab: Lab
     experiment: Experiment
-    mode: str
     guards: GuardSet
     journal: Journal
     say: Callable[[str], None]
@@ -95,7 +94,6 @@ class _Watcher:
 
     def __init__(self, run: Run) -> None:
         self.run = run
-        self.last: dict[str, Any] = {}
         self.tripped: str | None = None
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="watcher", daemon=True)
@@ -114,7 +112,6 @@ class _Watcher:
                 stats = venue.get("/stats")
             except KnightError:
                 continue
-            self.last = stats
             seen = {
                 "excess_shares": stats.get("excess_shares", 0),
                 "child_orders": stats.get("child_orders", 0),
@@ -142,7 +139,7 @@ def run_experiment(
     journal = Journal(
         experiment.id, mode, guards.to_json(), experiment.parameters, interval_s=SAMPLE_S
     )
-    run = Run(lab, experiment, mode, guards, journal, say or (lambda _m: None))
+    run = Run(lab, experiment, guards, journal, say or (lambda _m: None))
     run.event("start", None, f"{experiment.title} ({mode}, guards {guards.label()})")
     lab.reset(guards)
     lab.wait_healthy(timeout=30)
@@ -173,16 +170,17 @@ def run_experiment(
         run.event("error", None, str(exc))
     finally:
         _rollbacks(run)
+        run.stop.set()  # what still runs in the background ends now: timed faults are undone
         run.collect()
         for fault in run.faults:
-            _undo(run, fault)
+            undo_fault(run, fault)
         watcher.stop()
         seen = monitor.stop()
     _record_monitor(run, seen)
     after = _probe(run, experiment.steady_state, "after")
     held = journal.steady("after", after)
     _series(run, venue_start)
-    journal.outcome = _outcome(run, watcher, seen)
+    journal.outcome = _outcome(run, seen)
     deviated = not held or status == "aborted"
     if status == "completed" and deviated:
         status = "deviated"
@@ -225,6 +223,8 @@ def _step(run: Run, step: Activity) -> StepOutcome:
         outcome = act(run, step.args)
     except KnightError as exc:
         outcome = StepOutcome("failed", str(exc))
+    except Exception as exc:  # a Docker error must not stop the journal from being written
+        outcome = StepOutcome("failed", f"{type(exc).__name__}: {exc}")
     kind = step.name if outcome.status == "done" else f"{step.name}_{outcome.status}"
     run.event(kind, step.args.get("node"), f"{step.label}: {outcome.detail}".rstrip(": "))
     return outcome
@@ -244,7 +244,8 @@ def _rollbacks(run: Run) -> None:
         run.event(f"rollback_{step.name}", None, f"{step.label}: {outcome.status} {outcome.detail}")
 
 
-def _undo(run: Run, fault: Any) -> None:
+def undo_fault(run: Run, fault: Any) -> None:
+    """Undo `fault`, with a journal event either way."""
     try:
         fault.undo()
         run.event("fault_undone", fault.node, fault.NAME)
@@ -310,7 +311,7 @@ def _series(run: Run, venue_start: float) -> None:
         t += step
 
 
-def _outcome(run: Run, watcher: _Watcher, seen: Any) -> Outcome:
+def _outcome(run: Run, seen: Any) -> Outcome:
     lab, journal = run.lab, run.journal
     stats = lab.venue_admin().get("/stats")
     nodes = stats.get("nodes", {})
@@ -323,7 +324,8 @@ def _outcome(run: Run, watcher: _Watcher, seen: Any) -> Outcome:
         journal.event(
             "runaway", None, "first child order executed beyond its parent", t=min(firsts) - start
         )
-    first_alert = min((a.raised for a in seen.alerts if a.severity == "critical"), default=None)
+    critical = seen.first_alert("kill")  # the critical rules, and only they, kill
+    first_alert = critical.raised if critical else None
     kills = [k.done - start for k in seen.kills] + run.kill_times
     detected = journal.since_fault(first_alert - start) if first_alert else None
     killed = journal.since_fault(min(kills)) if kills else None

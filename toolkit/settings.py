@@ -110,3 +110,10 @@ def load_settings() -> Settings:
         base_image_override=env.get("BASE_IMAGE") or None,
         venue_cap=_int_env("KNIGHT_VENUE_CAP", 500_000, 1_000, 50_000_000),
     )
+
+
+def node_key(name: str) -> tuple[int, str]:
+    """Sort key for node names: smars-2 before smars-10 (anything after a colon is ignored)."""
+    head = name.split(":")[0]
+    tail = head.rsplit("-", 1)[-1]
+    return (int(tail) if tail.isdigit() else 0, head)

@@ -315,7 +315,7 @@ def _wait_running(tree: str, timeout: float) -> dict:
     raise Failed(f"not running tree {tree[:12]} after {timeout}s (last: {last})")
 
 
-def cmd_switch(version: str, tree: str, timeout: str = "15", checked: bool = False) -> dict:
+def cmd_switch(version: str, tree: str, timeout: str = "15", *, checked: bool = False) -> dict:
     """Point `current` at a staged release and make the router run it; wait until it does."""
     if not checked:
         _verify(version, tree)
@@ -343,14 +343,16 @@ def cmd_flip(
 ) -> dict:
     """The guarded deploy's flip on one node.
 
-    Re-check the staged tree, arm the router for it, and wait until every peer (the admin URLs
-    of the whole fleet, comma-separated) is armed too: the deploy tool starts this task on the
-    nodes up to a second apart, the rendezvous makes them flip together. Then pause intake,
-    switch, and wait until every peer runs the new tree; only then commit the switch (remove
-    the pending marker) and open intake, so no order meets the old release after the new one
-    has traded. Without peers the node flips at once and stays paused for a `resume` task.
-    With an `epoch` (fencing), the fleet manifest for the new release is written before intake
-    opens, so a fenced router trades as soon as the fleet runs what the manifest says.
+    Re-check the staged tree, have the router's standby of it ready, arm, and wait until every
+    peer (the admin URLs of the whole fleet, comma-separated) is armed too: the deploy tool
+    starts this task on the nodes up to a second apart, the rendezvous makes them flip
+    together. Then write the pending marker (the new process takes no order while it names
+    another release), switch, and wait until every peer runs the new tree; only then commit the
+    switch (remove the marker) and open intake, so no order meets the old release after the new
+    one has traded. Without peers the node flips at once and stays closed to orders until the
+    `resume` command commits it (or undoes itself after the confirm window). With an `epoch`
+    (fencing), the fleet manifest for the new release is written before intake opens, so a
+    fenced router trades as soon as the fleet runs what the manifest says.
     """
     begun_at = time.time()
     _verify(version, tree)

@@ -422,9 +422,11 @@ class Node:
             self.venue.stop()
             self.admin.stop_serving()
             await self._admin_idle(_ADMIN_IDLE_S)
+            standby = await self._take_standby(target)  # may wait for it to be ready
             if self._stop is not None and self._stop.done():
+                if standby is not None:
+                    standby.discard()
                 return  # asked to stop meanwhile: shut down instead of switching
-            standby = await self._take_standby(target)
             if standby is not None:
                 self.log.info(
                     "switch_handover",
@@ -494,9 +496,7 @@ class Node:
         if isinstance(asked, Reply):
             return asked
         tree, release = asked
-        standby = None  # none asked for, or none possible here
-        if release is not None and switch.supervised() and tree != self.release.tree:
-            standby = self._standby_for(tree, release, wait=True)
+        standby = self._standby_if_any(tree, release, wait=True)
         with self._armed:
             self._armed_for = tree
             self._armed.notify_all()
@@ -511,9 +511,7 @@ class Node:
         if isinstance(asked, Reply):
             return asked
         tree, release = asked
-        standby = None
-        if release is not None and switch.supervised() and tree != self.release.tree:
-            standby = self._standby_for(tree, release, wait=query.get("wait") == "1")
+        standby = self._standby_if_any(tree, release, wait=query.get("wait") == "1")
         return Reply(200, {"tree": tree, "standby": standby})
 
     @staticmethod
@@ -529,28 +527,36 @@ class Node:
     def _fds(self) -> dict[str, int]:
         return {"order": self.orders.sock.fileno(), "admin": self.admin.sock.fileno()}
 
+    def _standby_if_any(self, tree: str, release: str | None, wait: bool) -> dict[str, Any] | None:
+        """None when no standby applies: none asked for (no release), no routerd to adopt it,
+        or the tree already runs here."""
+        if release is None or not switch.supervised() or tree == self.release.tree:
+            return None
+        return self._standby_for(tree, release, wait)
+
     def _standby_for(self, tree: str, release: str, wait: bool) -> dict[str, Any]:
         """The standby for `tree` from the release folder `release`: the one kept if it is
         that one and alive, else a new one (the old one discarded). With `wait`, only once it
-        is ready."""
+        is ready. Started outside the lock: the event loop takes it too, and must not wait
+        behind a fork."""
         path = os.path.realpath(Path(os.path.realpath(self.config.current_path)).parent / release)
         with self._standby_lock:
             standby = self._standby
-            if standby is None or standby.tree != tree or standby.proc.poll() is not None:
-                self._standby = None
-                if standby is not None:
-                    standby.discard()
-                try:
-                    standby = switch.Standby.spawn(path, tree, self._argv, self._fds())
-                except ReleaseError as e:
-                    self._error("switch", "standby_failed", target=path, error=str(e))
-                    return {"pid": None, "error": str(e)}
-                self._standby = standby
-                self.log.info("standby_started", target=path, standby=standby.pid)
-                # Not kept for ever: a deploy that never flips leaves nothing running behind.
-                self.loop.call_soon_threadsafe(
-                    self.loop.call_later, self.config.standby_keep_s, self._expire_standby, standby
-                )
+        if standby is None or standby.tree != tree or standby.proc.poll() is not None:
+            try:
+                standby = switch.Standby.spawn(path, tree, self._argv, self._fds())
+            except ReleaseError as e:
+                self._error("switch", "standby_failed", target=path, error=str(e))
+                return {"pid": None, "error": str(e)}
+            with self._standby_lock:
+                old, self._standby = self._standby, standby
+            if old is not None:
+                old.discard()
+            self.log.info("standby_started", target=path, standby=standby.pid)
+            # Not kept for ever: a deploy that never flips leaves nothing running behind.
+            self.loop.call_soon_threadsafe(
+                self.loop.call_later, self.config.standby_keep_s, self._expire_standby, standby
+            )
         if not wait:
             return {"pid": standby.pid}
         known = standby.prepared_s is not None

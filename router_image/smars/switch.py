@@ -111,8 +111,9 @@ class Standby:
     @classmethod
     def spawn(cls, path: str, tree: str, argv: Sequence[str], fds: Mapping[str, int]) -> Standby:
         """Start it from the release tree at `path`; it reports ready for `tree` by itself
-        (`wait_ready`). ReleaseError when `path` cannot run at all."""
-        problem = unrunnable(path)
+        (`wait_ready`), having read and hashed the tree. ReleaseError when `path` is no
+        release tree at all."""
+        problem = check_tree(path)
         if problem:
             raise ReleaseError(problem)
         ours, theirs = socket.socketpair()
@@ -177,7 +178,14 @@ class Standby:
         if self.proc.poll() is None:
             with contextlib.suppress(OSError):
                 self.proc.terminate()
-            threading.Thread(target=self.proc.wait, name="smars-standby-reap", daemon=True).start()
+            try:
+                # Reaped here when it ends at once (the usual case): a re-exec right after
+                # would end a reaping thread and leave a zombie behind.
+                self.proc.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                threading.Thread(
+                    target=self.proc.wait, name="smars-standby-reap", daemon=True
+                ).start()
 
 
 def await_go() -> Release | None:

@@ -55,10 +55,12 @@ def act(run: Any, args: dict[str, Any]) -> Any:
     running = {n.name: n.release for n in lab.status().nodes}
     run.deploying = release
     if run.guards.atomic:
-        skip = [n for n in args["skip"] if running.get(n) != release]
+        left_out = set(args["skip"])
         if args["nodes"]:
-            skip += [n for n in lab.settings.node_names if n not in args["nodes"]]
-        result = deploy(lab, release, skip=sorted(set(skip)), guards=run.guards)
+            left_out |= {n for n in lab.settings.node_names if n not in args["nodes"]}
+        # Nodes already on the release are no partial fleet.
+        skip = sorted(n for n in left_out if running.get(n) != release)
+        result = deploy(lab, release, skip=skip, guards=run.guards)
     else:
         fleet = lab.settings.node_names
         targets = deploy_targets(_Step(args), fleet, running)

@@ -38,7 +38,7 @@ SPEC = Spec(
 def act(run: Any, args: dict[str, Any]) -> Any:
     """Inject the fault; its undo runs after `duration_s`, or at the end of the run."""
     from ..chaos import make
-    from ..runner import StepOutcome
+    from ..runner import StepOutcome, undo_fault
 
     options: dict[str, Any] = {}
     if args["kind"] == "delay":
@@ -54,9 +54,8 @@ def act(run: Any, args: dict[str, Any]) -> Any:
         return StepOutcome("done", f"{fault.SUMMARY} until the end of the run")
 
     def later() -> None:
-        run.stop.wait(args["duration_s"])
-        fault.undo()
-        run.event("fault_undone", args["node"], args["kind"])
+        run.stop.wait(args["duration_s"])  # or until the run ends
+        undo_fault(run, fault)
 
     run.in_background(f"undo-{args['kind']}-{args['node']}", later)
     return StepOutcome("done", f"{fault.SUMMARY} for {args['duration_s']:g}s")

@@ -46,5 +46,7 @@ def act(run: Any, args: dict[str, Any]) -> Any:
             steps = "; ".join(s["command"] for s in result.plan["sequence"])
             detail += f" — safe sequence: {steps}"
         return StepOutcome("refused", detail, result.refused_by)
+    if result.status == "failed" and run.guards.atomic:
+        return StepOutcome("failed", result.error or "rollback failed")
     moved = sorted(n for n, v in result.nodes.items() if v["before"] != v["after"])
     return StepOutcome("done", f"{', '.join(moved) or 'no node'} back on {target}")

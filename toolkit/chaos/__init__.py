@@ -46,9 +46,6 @@ class Fault:
         """Undo every fault of this kind anywhere in the lab; the nodes it repaired."""
         raise NotImplementedError
 
-    def describe(self) -> dict[str, Any]:
-        return {"fault": self.NAME, "node": self.node, **self.options}
-
 
 def repair(
     lab: Lab,
