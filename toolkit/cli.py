@@ -104,13 +104,12 @@ def _guards_option(f: Callable) -> Callable:
 
 
 def _guards(text: str | None, unsafe: bool = False):
-    from .guards import GuardSet, default_guards
+    from .deploy import resolve_guards
+    from .guards import GuardSet
 
-    if unsafe:
-        if text:
-            raise click.UsageError("--unsafe means no guard; leave out --guards")
-        return GuardSet()
-    return GuardSet.parse(text) if text is not None else default_guards()
+    if unsafe and text:
+        raise click.UsageError("--unsafe means no guard; leave out --guards")
+    return resolve_guards(GuardSet.parse(text) if text is not None else None, unsafe)
 
 
 # -- image -------------------------------------------------------------------------------------

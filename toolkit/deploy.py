@@ -63,6 +63,14 @@ def _releases(lab: Lab) -> dict[str, dict[str, str | None]]:
     return {n.name: {"release": n.release, "tree": n.tree} for n in status.nodes}
 
 
+def resolve_guards(guards: GuardSet | None, unsafe: bool = False) -> GuardSet:
+    """The guards a command runs with: none when `unsafe`, else `guards`, else the default
+    (KNIGHT_GUARDS, or the default set)."""
+    if unsafe:
+        return GuardSet()
+    return guards if guards is not None else default_guards()
+
+
 def _limit(skip: list[str]) -> str | None:
     return ":".join([FLEET_GROUP, *(f"!{n}" for n in skip)]) if skip else None
 
@@ -147,7 +155,7 @@ def deploy(
     for node in skip:
         lab.check_node(node)
     lab.catalog.get(version)
-    guards = GuardSet() if unsafe else (guards if guards is not None else default_guards())
+    guards = resolve_guards(guards, unsafe)
     before = _releases(lab)
     if guards.flags:
         try:
@@ -245,7 +253,7 @@ def rollback(
     active flag means something else is refused, with the safe sequence in `plan`.
     """
     target = to or lab.catalog.baseline
-    guards = GuardSet() if unsafe else (guards if guards is not None else default_guards())
+    guards = resolve_guards(guards, unsafe)
     if guards.rollback:
         status = lab.status()
         plan = plan_rollback(status.nodes, lab.catalog, target)

@@ -140,6 +140,11 @@ class OrderClient:
         self.sock.close()
 
 
+def samples(text: str) -> dict[str, str]:
+    """Prometheus text exposition -> {series: value text}, comments left out."""
+    return dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+
+
 def finished(message: dict[str, Any]) -> bool:
     """The last message a parent order gets: rejected, cancelled, or filled in full."""
     return message["type"] in ("reject", "cancelled") or message.get("leaves") == 0
@@ -297,6 +302,11 @@ class Router:
             status, body = e.code, e.read()
         text = body.decode()
         return status, json.loads(text) if text.startswith("{") else text
+
+    def metrics(self) -> dict[str, float]:
+        """This router's /metrics, series -> value."""
+        _, text = self.admin("GET", "/metrics")
+        return {name: float(value) for name, value in samples(text).items()}
 
     def client(self) -> OrderClient:
         client = OrderClient(self.order_port)

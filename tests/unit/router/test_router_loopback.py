@@ -18,11 +18,9 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def metric(router, name: str) -> float:
-    _, text = router.admin("GET", "/metrics")
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} not in /metrics")
+    found = router.metrics()
+    assert name in found, f"{name} not in /metrics"
+    return found[name]
 
 
 def test_an_order_is_acked_then_filled_in_slices(router_factory, venue):

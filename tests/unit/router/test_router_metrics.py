@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from router_fixtures import samples
 from smars.metrics import Snapshot, render
 
 
@@ -25,10 +26,6 @@ def snapshot(**changes) -> Snapshot:
         errors={"flag_meaning": 2},
     )
     return Snapshot(**{**base, **changes})
-
-
-def samples(text: str) -> dict[str, str]:
-    return dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
 
 
 def test_every_documented_series_is_exposed_with_its_value():

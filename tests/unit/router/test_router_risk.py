@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from router_fixtures import samples
 from smars import wire
 from smars.book import Book, Parent
 from smars.config import Config, load_config
@@ -409,10 +410,6 @@ def test_the_gate_snapshot_has_the_switch_limits_exposure_and_counts():
         "refused": {"killed": 0, "overfill": 5, "notional": 0, "rate": 0},
         "would_refuse": {"overfill": 0, "notional": 0, "rate": 0},
     }
-
-
-def samples(text: str) -> dict[str, str]:
-    return dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
 
 
 def test_the_risk_series_render_in_the_metrics_text():

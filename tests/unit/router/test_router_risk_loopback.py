@@ -11,15 +11,6 @@ from router_fixtures import TOKEN, order, wait_for
 pytestmark = pytest.mark.timeout(60)
 
 
-def metrics(router) -> dict[str, float]:
-    _, text = router.admin("GET", "/metrics")
-    return {
-        name: float(value)
-        for name, value in (line.rsplit(" ", 1) for line in text.splitlines())
-        if not name.startswith("#")
-    }
-
-
 def test_the_risk_guard_stops_power_peg_at_its_parent_and_a_reload_switches_it(
     router_factory, venue, tmp_path
 ):
@@ -43,11 +34,11 @@ def test_the_risk_guard_stops_power_peg_at_its_parent_and_a_reload_switches_it(
         "leaves": 0,
     }
     refused = 'smars_risk_refused_total{reason="overfill"}'
-    wait_for(lambda: metrics(router)[refused] >= 5, what="overfill refusals")
+    wait_for(lambda: router.metrics()[refused] >= 5, what="overfill refusals")
     assert [(c["parent"], c["qty"], c["strategy"]) for c in venue.children] == [
         ("K-1", 100, "power_peg")
     ]
-    got = metrics(router)
+    got = router.metrics()
     assert got["smars_risk_enabled"] == 1
     assert got["smars_overfill_shares_total"] == 0
     assert got['smars_risk_would_refuse_total{reason="overfill"}'] == 0
@@ -68,7 +59,7 @@ def test_the_risk_guard_stops_power_peg_at_its_parent_and_a_reload_switches_it(
     guards.write_text(json.dumps({"risk": False}))  # the 2012 way: nothing stops it
     assert router.admin("POST", "/reload", token=TOKEN)[0] == 200
     assert [client.receive()["cum"] for _ in range(3)] == [200, 300, 400]
-    got = metrics(router)
+    got = router.metrics()
     assert got["smars_risk_enabled"] == 0
     assert got['smars_risk_would_refuse_total{reason="overfill"}'] >= 3
     assert got["smars_overfill_shares_total"] >= 300
@@ -76,4 +67,4 @@ def test_the_risk_guard_stops_power_peg_at_its_parent_and_a_reload_switches_it(
     status, body = router.admin("POST", "/kill", token=TOKEN)
     assert (status, body["cancelled"]) == (200, 1)
     assert client.until(lambda m: m["type"] == "cancelled")[-1]["reason"] == "killed"
-    assert metrics(router)["smars_risk_exposure_dollars"] == 0
+    assert router.metrics()["smars_risk_exposure_dollars"] == 0
