@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import pytest
-from smars.metrics import Snapshot, render
+from monitor_fixtures import metrics_text as monitor_metrics
 
 from toolkit.admin import AdminClient
 from toolkit.errors import LabError
@@ -36,25 +36,7 @@ def alert(action: str = "kill", node: str = "smars-3", rule: str = "overfill") -
 
 
 def metrics_text(name: str, power_peg: int) -> str:
-    return render(
-        Snapshot(
-            node=name,
-            release="7.1.0",
-            tree="aaa111",
-            acked=0,
-            rejects={},
-            children={"sor": 0, "power_peg": power_peg},
-            executions=0,
-            shares=0,
-            overfill_shares=0,
-            working=0,
-            trading_active=True,
-            intake_open=True,
-            venue_connected=True,
-            flags={},
-            flag_errors=0,
-        )
-    )
+    return monitor_metrics(node=name, children={"sor": 0, "power_peg": power_peg})
 
 
 class Node:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from smars.metrics import Snapshot, render
+from monitor_fixtures import metrics_text
 
 from toolkit.errors import ConfigError, LabError
 from toolkit.monitor import (
@@ -46,24 +46,11 @@ class Node:
     def metrics(self) -> str:
         with self.lock:
             self.scrapes += 1
-        snapshot = Snapshot(
+        return metrics_text(
             node=self.name,
-            release="7.1.0",
-            tree="aaa111",
-            acked=0,
-            rejects={},
             children={"sor": 0, "power_peg": self.power_peg_children(time.time())},
-            executions=0,
-            shares=0,
-            overfill_shares=0,
-            working=0,
             trading_active=self.killed_at is None,
-            intake_open=True,
-            venue_connected=True,
-            flags={},
-            flag_errors=0,
         )
-        return render(snapshot)
 
     def post(self, path: str, body=None):
         assert path == "/kill"

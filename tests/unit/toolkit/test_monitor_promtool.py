@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from smars.metrics import Snapshot, render
+from monitor_fixtures import metrics_text
 
 from toolkit.monitor import default_rules
 
@@ -50,25 +50,10 @@ def test_each_prometheus_alert_has_the_python_rules_labels_runbook_and_hold(rule
 
 
 def test_the_prometheus_rules_use_only_metrics_the_router_exposes():
-    exposed = render(
-        Snapshot(
-            node="smars-1",
-            release="7.1.0",
-            tree="t",
-            acked=0,
-            rejects={},
-            children={"sor": 0},
-            executions=0,
-            shares=0,
-            overfill_shares=0,
-            working=0,
-            trading_active=True,
-            intake_open=True,
-            venue_connected=True,
-            flags={"flag_7": {"value": True, "meaning": "rlp", "code_meaning": "rlp"}},
-            flag_errors=0,
-            errors={"flag_meaning": 1},
-        )
+    exposed = metrics_text(
+        tree="t",
+        flags={"flag_7": {"value": True, "meaning": "rlp", "code_meaning": "rlp"}},
+        errors={"flag_meaning": 1},
     )
     names = {line.split("{")[0].split(" ")[0] for line in exposed.splitlines() if line[0] != "#"}
     used = {m for a in prometheus_alerts().values() for m in re.findall(r"smars_\w+", a["expr"])}
