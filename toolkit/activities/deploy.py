@@ -9,15 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import REQUIRED, Arg, ArgError, Context, Spec, choice, integer, node, nodes, release
+from .schema import (
+    REQUIRED,
+    Arg,
+    ArgError,
+    Context,
+    Spec,
+    check_skip_apart_from_nodes,
+    choice,
+    integer,
+    node,
+    nodes,
+    release,
+)
 
 
 def _check(args: dict[str, Any], ctx: Context) -> None:
     if args["start_at"] and args["end_at"]:
         raise ArgError("end_at: give start_at or end_at, not both")
-    both = set(args["skip"]) & set(args["nodes"] or ())
-    if both:
-        raise ArgError(f"skip: {sorted(both)[0]} is both in nodes and skipped")
+    check_skip_apart_from_nodes(args, ctx)
 
 
 SPEC = Spec(

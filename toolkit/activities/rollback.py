@@ -4,14 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import Arg, ArgError, Context, Spec, nodes, release
-
-
-def _check(args: dict[str, Any], ctx: Context) -> None:
-    both = set(args["skip"]) & set(args["nodes"] or ())
-    if both:
-        raise ArgError(f"skip: {sorted(both)[0]} is both in nodes and skipped")
-
+from .schema import Arg, Spec, check_skip_apart_from_nodes, nodes, release
 
 SPEC = Spec(
     name="rollback",
@@ -21,7 +14,7 @@ SPEC = Spec(
         "nodes": Arg(nodes, None, "only these nodes (default: the whole fleet)"),
         "skip": Arg(nodes, (), "nodes left as they are"),
     },
-    check=_check,
+    check=check_skip_apart_from_nodes,
 )
 
 

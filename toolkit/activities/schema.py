@@ -167,6 +167,13 @@ def flag_name(value: Any, ctx: Context) -> str:
     return value
 
 
+def check_skip_apart_from_nodes(args: dict[str, Any], ctx: Context) -> None:
+    """A node may be chosen (`nodes`) or left out (`skip`), not both."""
+    both = set(args["skip"]) & set(args["nodes"] or ())
+    if both:
+        raise ArgError(f"skip: {sorted(both)[0]} is both in nodes and skipped")
+
+
 def _fleet_text(fleet: Sequence[str]) -> str:
     if len(fleet) > 3:
         return f"{fleet[0]}..{fleet[-1]}"
