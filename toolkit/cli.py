@@ -87,7 +87,7 @@ def main() -> None:
 
 
 def _lab():
-    from .lab import Lab
+    from .lab.lab import Lab
 
     return Lab()
 
@@ -104,8 +104,8 @@ def _guards_option(f: Callable) -> Callable:
 
 
 def _guards(text: str | None, unsafe: bool = False):
-    from .deploy import resolve_guards
-    from .guards import GuardSet
+    from .deploy.operations import resolve_guards
+    from .guards.sets import GuardSet
 
     if unsafe and text:
         raise click.UsageError("--unsafe means no guard; leave out --guards")
@@ -125,8 +125,8 @@ def image_build(force_base: bool) -> None:
 
     BASE_IMAGE=<image with python3> skips the Debian base.
     """
-    from .containers import Engine
-    from .image import build_base, build_image
+    from .lab.engine import Engine
+    from .lab.image import build_base, build_image
     from .settings import load_settings
 
     settings = load_settings()
@@ -150,8 +150,8 @@ def release() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the artifacts as JSON.")
 def release_build(versions: tuple[str, ...], as_json: bool) -> None:
     """Build VERSIONS (default: every release of router_image/releases.yaml) into dist/releases/."""
-    from .catalog import load_catalog
-    from .release import build
+    from .releases.artifacts import build
+    from .releases.catalog import load_catalog
     from .settings import load_settings
 
     s = load_settings()
@@ -164,7 +164,7 @@ def release_build(versions: tuple[str, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the artifacts as JSON.")
 def release_list(as_json: bool) -> None:
     """List built artifacts with their tree hash and flag meanings."""
-    from .release import list_artifacts
+    from .releases.artifacts import list_artifacts
     from .settings import load_settings
 
     _print_artifacts(list_artifacts(load_settings().dist), as_json)
@@ -244,7 +244,7 @@ def lab_halt_all(as_json: bool) -> None:
     """Undo every chaos fault in the lab (paused, stopped or killed nodes, partitions, network
     delays, damaged staged releases), found from Docker's state: works after the process that
     injected them died."""
-    from .chaos import halt_all
+    from .chaos.kinds import halt_all
 
     undone = halt_all(_lab())
     if as_json:
@@ -261,7 +261,7 @@ def lab_guards(guards_text: str | None, as_json: bool) -> None:
     """Show, or with LIST set, the guards the routers enforce themselves (fencing, flags,
     risk). LIST is comma-separated guard names, all or none; the other guards act in the
     toolkit and are chosen per command (--guards)."""
-    from .guards import GuardSet
+    from .guards.sets import GuardSet
 
     lab_ = _lab()
     if guards_text is not None:
@@ -350,7 +350,7 @@ def load(
     nodes: tuple[str, ...], rate: float, duration: float, rlp_share: float, qty: int, as_json: bool
 ) -> None:
     """Send parent orders from the client container and account for every one of them."""
-    from .load import LoadSpec, run_load
+    from .lab.load import LoadSpec, run_load
 
     lab_ = _lab()
     spec = LoadSpec(nodes=nodes, rate=rate, duration_s=duration, rlp_share=rlp_share, qty=qty)
@@ -438,7 +438,7 @@ def deploy_cmd(
     installed host by host as in 2012. The flags guard refuses a release that fails
     `knight flags lint`; fencing writes the fleet manifest to every node.
     """
-    from .deploy import deploy
+    from .deploy.operations import deploy
 
     guards = _guards(guards_text, unsafe)
     lab_ = _lab()
@@ -463,7 +463,7 @@ def rollback_cmd(to: str | None, unsafe: bool, guards_text: str | None, as_json:
     means something else (2012: flag_7 on, meaning RLP, back onto Power Peg code) is refused,
     and the safe sequence is printed.
     """
-    from .deploy import rollback
+    from .deploy.operations import rollback
 
     guards = _guards(guards_text, unsafe)
     lab_ = _lab()
@@ -499,7 +499,7 @@ def flags_set(
     With the flags guard, turning it on is refused when any node's code gives the flag another
     meaning than the declared one.
     """
-    from .deploy import flag
+    from .deploy.operations import flag
 
     guards = _guards(guards_text, unsafe)
     lab_ = _lab()
@@ -524,8 +524,8 @@ def flags_set(
 def flags_lint(release: str | None, registry_path: Path | None, as_json: bool) -> None:
     """Check the flag registry against the release catalog and the router source: no reused
     name, no expired, unregistered or retired flag (exit 1 when a problem is found)."""
-    from .catalog import load_catalog
-    from .registry import lint, load_registry
+    from .guards.flag_registry import lint, load_registry
+    from .releases.catalog import load_catalog
     from .settings import load_settings
 
     s = load_settings()
@@ -565,7 +565,7 @@ def _finish_fleet(result, as_json: bool) -> None:
 
 
 def _killswitch(kill: bool, as_json: bool) -> None:
-    from .deploy import killswitch
+    from .deploy.operations import killswitch
 
     with _progress("kill switch" if kill else "resume trading", quiet=as_json) as say:
         result = killswitch(_lab(), kill, on_event=_ansible_progress(say))
@@ -643,7 +643,7 @@ def experiment() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def experiment_list(as_json: bool) -> None:
     """The experiments in experiments/ (a file that does not load is listed with its error)."""
-    from .experiment import list_experiments
+    from .experiments.model import list_experiments
 
     infos = list_experiments()
     if as_json:
@@ -700,9 +700,9 @@ def experiment_run(
     as_json: bool,
 ) -> None:
     """Run one experiment (exit 0: the hypothesis held; 1: it deviated; 2: bad input)."""
-    from .experiment import load_experiment, parse_sets
-    from .guards import GuardSet
-    from .runner import run_experiment
+    from .experiments.model import load_experiment, parse_sets
+    from .experiments.run import run_experiment
+    from .guards.sets import GuardSet
 
     exp = load_experiment(ident, parse_sets(sets))
     guards = GuardSet.parse(guards_text) if guards_text is not None else GuardSet.for_mode(mode)
@@ -748,7 +748,7 @@ def _print_run(result) -> None:
 def experiment_matrix(ids: str | None, as_json: bool) -> None:
     """Every experiment x {no guard, each guard alone, all guards}: the defense-in-depth table
     of excess shares (journals in reports/journals, the table in reports/index.md)."""
-    from .matrix import run_matrix
+    from .experiments.matrix import run_matrix
 
     chosen = [i.strip() for i in ids.split(",")] if ids else None
     lab_ = _lab()
@@ -769,7 +769,7 @@ def experiment_matrix(ids: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def report_cmd(as_json: bool) -> None:
     """Write reports/index.md, a page and a plot per run, from the journals; print the table."""
-    from .report import SUMMARY_COLUMNS, build_report
+    from .report.build import SUMMARY_COLUMNS, build_report
     from .settings import load_settings
 
     s = load_settings()
@@ -793,7 +793,7 @@ def report_cmd(as_json: bool) -> None:
 def verify_cmd(release: str | None, pytest_args: tuple[str, ...]) -> None:
     """Run the testinfra suite (tests/infra) on every node: release, tree hash, flags, ports,
     user, throughput floor, and one fleet-wide check that names each node that differs."""
-    from .verify import verify
+    from .deploy.verify import verify
 
     result = verify(_lab(), release, list(pytest_args))
     sys.exit(0 if result.ok else 1)
@@ -820,7 +820,7 @@ def verify_cmd(release: str | None, pytest_args: tuple[str, ...]) -> None:
 def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
     """Deploy under a seeded campaign of faults (stop, pause, partition, corrupt a staged
     artifact) landing in each phase; count mixed-version end states and lost orders."""
-    from .faults import run_campaign
+    from .chaos.campaign import run_campaign
 
     lab_ = _lab()
     path = json_path or lab_.settings.reports / "faults.json"
@@ -861,7 +861,7 @@ def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
 )
 def bench(json_path: Path | None, only: tuple[str, ...]) -> None:
     """Measure the lab's performance figures, each as a ratio within one run."""
-    from .bench import run_bench
+    from .report.bench import run_bench
 
     lab_ = _lab()
     path = json_path or lab_.settings.reports / "bench.json"

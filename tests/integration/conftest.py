@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from toolkit.guards import GuardSet
-from toolkit.lab import Lab
+from toolkit.guards.sets import GuardSet
+from toolkit.lab.lab import Lab
 from toolkit.settings import load_settings
 
 

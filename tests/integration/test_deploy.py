@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from toolkit.deploy import deploy, flag, killswitch, rollback
-from toolkit.lab import Lab
-from toolkit.load import LoadSpec, run_load
+from toolkit.deploy.operations import deploy, flag, killswitch, rollback
+from toolkit.lab.lab import Lab
+from toolkit.lab.load import LoadSpec, run_load
 
 NEW = "8.0.0"
 
@@ -155,7 +155,7 @@ def test_a_corrupted_staged_artifact_is_caught_before_the_switch(baseline: Lab):
 
 
 def test_a_small_seeded_fault_campaign_never_ends_mixed_nor_loses_an_order(lab: Lab):
-    from toolkit.faults import run_campaign, schedules
+    from toolkit.chaos.campaign import run_campaign, schedules
 
     assert schedules(lab, 7, 3) == schedules(lab, 7, 3)  # seeded: the same list every time
     campaign = run_campaign(lab, seed=7, count=3)

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.experiment import load_experiment
-from toolkit.guards import GUARDS
-from toolkit.lab import Lab
-from toolkit.runner import run_experiment
+from toolkit.experiments.model import load_experiment
+from toolkit.experiments.run import run_experiment
+from toolkit.guards.sets import GUARDS
+from toolkit.lab.lab import Lab
 
 NODE = "smars-3"
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from helpers import metric
 
-from toolkit.deploy import deploy, flag, rollback
-from toolkit.experiment import load_experiment
-from toolkit.guards import GuardSet
-from toolkit.lab import Lab
-from toolkit.load import LoadSpec, run_load
-from toolkit.runner import run_experiment
+from toolkit.deploy.operations import deploy, flag, rollback
+from toolkit.experiments.model import load_experiment
+from toolkit.experiments.run import run_experiment
+from toolkit.guards.sets import GuardSet
+from toolkit.lab.lab import Lab
+from toolkit.lab.load import LoadSpec, run_load
 
 NODE = "smars-6"  # not smars-8: nothing may be tied to one node
 SETS = {"node": NODE, "open_s": "3", "rate": "200"}

@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from toolkit.containers import Engine
-from toolkit.lab import Lab
+from toolkit.lab.engine import Engine
+from toolkit.lab.lab import Lab
 from toolkit.settings import LABEL, Settings, load_settings
 
 

@@ -9,8 +9,8 @@ import time
 
 from helpers import exchange, metric
 
-from toolkit.lab import Lab
-from toolkit.load import LoadSpec, run_load
+from toolkit.lab.lab import Lab
+from toolkit.lab.load import LoadSpec, run_load
 
 
 def test_orders_reach_every_router_and_the_venue_counts_fills_per_node(baseline: Lab):

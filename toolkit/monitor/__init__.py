@@ -22,7 +22,7 @@ from .rule import Finding, Rule
 from .rules import default_rules, rule_classes
 
 if TYPE_CHECKING:
-    from ..lab import Lab
+    from toolkit.lab.lab import Lab
 
 __all__ = [
     "MAX_INTERVAL_S",

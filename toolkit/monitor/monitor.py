@@ -11,7 +11,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..errors import ConfigError
+from toolkit.errors import ConfigError
+
 from .actions import Action, Kill
 from .alert import Alert
 from .fleet import Fleet, NodeView, Sample, parse

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.catalog import load_catalog
 from toolkit.errors import ConfigError, ReleaseError
+from toolkit.releases.catalog import load_catalog
 from toolkit.settings import Settings
 
 S = Settings()

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.errors import ConfigError
-from toolkit.experiment import (
+from toolkit.experiments.model import (
     AbortCondition,
     Probe,
     deploy_targets,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.activities import ACTIVITIES
-from toolkit.experiment import list_experiments, load_experiment
+from toolkit.experiments.activities import ACTIVITIES
+from toolkit.experiments.model import list_experiments, load_experiment
 from toolkit.settings import Settings
 
 S = Settings()

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.catalog import load_catalog
 from toolkit.errors import ConfigError, KnightError
-from toolkit.registry import (
+from toolkit.guards.flag_registry import (
     FlagLintError,
     check_release,
     lint,
@@ -21,6 +20,7 @@ from toolkit.registry import (
     newest_release,
     scan_source,
 )
+from toolkit.releases.catalog import load_catalog
 from toolkit.settings import Settings
 
 S = Settings()

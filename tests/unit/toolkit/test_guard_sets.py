@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from toolkit.chaos import FAULTS
+from toolkit.chaos.kinds import FAULTS
 from toolkit.errors import ConfigError
-from toolkit.guards import GUARDS, GuardSet, default_guards
+from toolkit.guards.sets import GUARDS, GuardSet, default_guards
 
 
 def test_the_guard_names_are_the_contracts():

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import pytest
 
 from toolkit.errors import ConfigError
-from toolkit.journal import (
+from toolkit.experiments.journal import (
     GUARDS,
     JOURNAL_KEYS,
     OUTCOME_KEYS,

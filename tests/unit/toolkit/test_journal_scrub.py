@@ -2,7 +2,7 @@
 
 import json
 
-from toolkit.journal import Journal, scrub
+from toolkit.experiments.journal import Journal, scrub
 
 TOKEN = "s3cr3t-lab-token-0123"
 

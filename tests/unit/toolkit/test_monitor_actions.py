@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 from monitor_fixtures import metrics_text as monitor_metrics
 
-from toolkit.admin import AdminClient
 from toolkit.errors import LabError
+from toolkit.lab.admin import AdminClient
 from toolkit.monitor import Alert, KillSwitch, Mailbox, Monitor, Record, watch
 
 NODES = [f"smars-{i}" for i in range(1, 9)]

@@ -8,9 +8,9 @@ import tarfile
 
 import pytest
 
-from toolkit.catalog import load_catalog
 from toolkit.errors import ReleaseError
-from toolkit.release import build, list_artifacts, load_artifact, tree_hash
+from toolkit.releases.artifacts import build, list_artifacts, load_artifact, tree_hash
+from toolkit.releases.catalog import load_catalog
 from toolkit.settings import Settings
 
 S = Settings()

@@ -4,8 +4,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from toolkit.journal import Journal, Outcome, guards_for
-from toolkit.report import SUMMARY_COLUMNS, build_report, load_incident, summary_rows
+from toolkit.experiments.journal import Journal, Outcome, guards_for
+from toolkit.report.build import SUMMARY_COLUMNS, build_report, load_incident, summary_rows
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FLEET = [f"smars-{i}" for i in range(1, 9)]

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from toolkit.catalog import load_catalog
 from toolkit.errors import KnightError, ReleaseError
-from toolkit.lab import NodeStatus
-from toolkit.rollback_plan import RollbackRefused, check, plan_rollback
+from toolkit.guards.rollback_plan import RollbackRefused, check, plan_rollback
+from toolkit.lab.lab import NodeStatus
+from toolkit.releases.catalog import load_catalog
 from toolkit.settings import Settings
 
 S = Settings()

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from ..alert import Alert
+from toolkit.monitor.alert import Alert
+
 from .kill_switch import Kill, KillSwitch
 from .mailbox import Mailbox
 from .record import Record

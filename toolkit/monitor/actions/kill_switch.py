@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from ..alert import Alert
+from toolkit.monitor.alert import Alert
+
 from .record import Record
 
 __all__ = ["Kill", "KillSwitch", "Killable"]

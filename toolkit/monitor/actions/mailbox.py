@@ -9,7 +9,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
 
-from ..alert import Alert
+from toolkit.monitor.alert import Alert
 
 __all__ = ["Mailbox"]
 

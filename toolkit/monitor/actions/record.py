@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..alert import Alert
+from toolkit.monitor.alert import Alert
 
 __all__ = ["Record"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ..rule import Rule
+from toolkit.monitor.rule import Rule
 
 __all__ = ["default_rules", "rule_classes"]
 

@@ -5,8 +5,8 @@ its code's. A warning that pages the router's on-call; it does not stop trading 
 
 from __future__ import annotations
 
-from ..fleet import Fleet, Sample
-from ..rule import Finding, Rule
+from toolkit.monitor.fleet import Fleet, Sample
+from toolkit.monitor.rule import Finding, Rule
 
 __all__ = ["ErrorBurst"]
 

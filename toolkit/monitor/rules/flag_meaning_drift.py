@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from ..fleet import Fleet
-from ..rule import Finding, Rule
+from toolkit.monitor.fleet import Fleet
+from toolkit.monitor.rule import Finding, Rule
 
 __all__ = ["FlagMeaningDrift"]
 

@@ -3,8 +3,8 @@ container, a wedged admin thread). A warning, held a second so one slow scrape i
 
 from __future__ import annotations
 
-from ..fleet import Fleet
-from ..rule import Finding, Rule
+from toolkit.monitor.fleet import Fleet
+from toolkit.monitor.rule import Finding, Rule
 
 __all__ = ["NodeDown"]
 

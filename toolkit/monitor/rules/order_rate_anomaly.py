@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import statistics
 
-from ..fleet import Fleet
-from ..rule import Finding, Rule
+from toolkit.monitor.fleet import Fleet
+from toolkit.monitor.rule import Finding, Rule
 
 __all__ = ["OrderRateAnomaly"]
 

@@ -10,8 +10,8 @@ sends is unbounded by fills, so one is enough. Critical: the fleet is killed."""
 
 from __future__ import annotations
 
-from ..fleet import Fleet, Sample
-from ..rule import Finding, Rule
+from toolkit.monitor.fleet import Fleet, Sample
+from toolkit.monitor.rule import Finding, Rule
 
 __all__ = ["Overfill"]
 

@@ -8,8 +8,8 @@ deploy flip, and a mixed fleet is harmful only with a flag that means different 
 
 from __future__ import annotations
 
-from ..fleet import Fleet
-from ..rule import Finding, Rule, odd_ones_out
+from toolkit.monitor.fleet import Fleet
+from toolkit.monitor.rule import Finding, Rule, odd_ones_out
 
 __all__ = ["VersionDrift"]
 

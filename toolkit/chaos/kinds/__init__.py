@@ -1,0 +1,45 @@
+"""The kinds of fault, one module each, found by name: `FAULTS`, `make`, and `halt_all`.
+
+Each kind knows how to find and undo all of its own traces across the lab from Docker's state
+alone, so `halt_all` works even after the process that injected the faults died. Adding a kind
+means adding one module here that defines a `Fault` subclass with a `NAME`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any
+
+from toolkit.chaos.fault import Fault
+from toolkit.errors import ConfigError
+from toolkit.lab.lab import Lab
+
+__all__ = ["FAULTS", "halt_all", "make"]
+
+
+def _discover() -> dict[str, type[Fault]]:
+    found: dict[str, type[Fault]] = {}
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for obj in vars(module).values():
+            if isinstance(obj, type) and issubclass(obj, Fault) and obj.NAME:
+                found[obj.NAME] = obj
+    return found
+
+
+FAULTS: dict[str, type[Fault]] = _discover()
+
+
+def make(kind: str, lab: Lab, node: str, **options: Any) -> Fault:
+    """The fault `kind` on `node` (not injected yet)."""
+    try:
+        cls = FAULTS[kind]
+    except KeyError:
+        raise ConfigError(f"unknown fault {kind!r} (faults: {', '.join(sorted(FAULTS))})") from None
+    return cls(lab, node, **options)
+
+
+def halt_all(lab: Lab) -> dict[str, list[str]]:
+    """Undo every fault of every kind in the lab: kind -> nodes repaired."""
+    return {kind: cls.halt(lab) for kind, cls in sorted(FAULTS.items())}

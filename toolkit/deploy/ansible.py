@@ -1,0 +1,251 @@
+"""The one module that runs Ansible: playbooks through ansible-runner, events turned into plain
+dicts for progress, and a structured result. Each run keeps its artifacts under
+`reports/runs/` (the newest few are kept)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from toolkit.errors import KnightError
+from toolkit.settings import Settings
+
+from .inventory import render
+
+__all__ = ["Failure", "PlaybookResult", "TaskEvent", "inventory_path", "run_playbook"]
+
+#: Artifact directories kept under reports/runs/.
+KEEP_RUNS = 20
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """What the progress display needs from one ansible-runner event."""
+
+    kind: str  # task_start, ok, failed, unreachable, skipped, play_end
+    task: str
+    phase: str
+    host: str | None = None
+    output: dict[str, Any] | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Failure:
+    host: str
+    task: str
+    phase: str
+    message: str
+
+
+@dataclass
+class PlaybookResult:
+    playbook: str
+    rc: int
+    status: str
+    stats: dict[str, dict[str, int]]
+    duration_s: float
+    run_dir: Path
+    failures: list[Failure] = field(default_factory=list)
+    #: phase -> host -> the JSON a node printed for that phase's task
+    outputs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    phases_started: list[str] = field(default_factory=list)
+
+    @property
+    def rescued(self) -> bool:
+        return any(s.get("rescued", 0) for s in self.stats.values())
+
+    @property
+    def first_failure(self) -> Failure | None:
+        return self.failures[0] if self.failures else None
+
+
+def phase_of(task: str) -> str:
+    """Task names start with their phase: `flip: ...` → flip."""
+    head, sep, _ = task.partition(":")
+    return (head if sep else task).strip().lower()
+
+
+def _node_json(res: dict[str, Any]) -> dict[str, Any] | None:
+    out = res.get("stdout") or ""
+    for line in reversed(out.strip().splitlines()):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict):
+            return doc
+    return None
+
+
+def _message(res: dict[str, Any]) -> str:
+    doc = _node_json(res)
+    if doc and doc.get("error"):
+        return str(doc["error"])
+    msg = res.get("msg") or res.get("stderr") or res.get("stdout") or "failed"
+    return str(msg).strip().splitlines()[-1] if str(msg).strip() else "failed"
+
+
+_KINDS = {
+    "runner_on_ok": "ok",
+    "runner_on_failed": "failed",
+    "runner_on_unreachable": "unreachable",
+    "runner_on_skipped": "skipped",
+}
+
+
+def _to_task_event(event: dict[str, Any]) -> TaskEvent | None:
+    name = event.get("event")
+    data = event.get("event_data") or {}
+    task = data.get("task") or ""
+    if name == "playbook_on_task_start":
+        return TaskEvent("task_start", task, phase_of(task))
+    if name in _KINDS:
+        res = data.get("res") or {}
+        kind = _KINDS[name]
+        if kind == "failed" and data.get("ignore_errors"):
+            kind = "ok"
+        message = _message(res) if kind in ("failed", "unreachable") else None
+        return TaskEvent(kind, task, phase_of(task), data.get("host"), _node_json(res), message)
+    if name == "playbook_on_stats":
+        return TaskEvent("play_end", "", "end")
+    return None
+
+
+def inventory_path(settings: Settings) -> Path:
+    """The lab's inventory file, written (or refreshed) under reports/runs/inventory/."""
+    path = settings.reports / "runs" / "inventory" / f"{settings.lab}.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = render(settings)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
+
+
+def run_playbook(
+    settings: Settings,
+    playbook: str,
+    extravars: dict[str, Any],
+    limit: str | None = None,
+    on_event: Callable[[TaskEvent], None] | None = None,
+) -> PlaybookResult:
+    """Run one playbook of `playbooks/` against the lab's inventory and wait for it."""
+    project = settings.root / "playbooks"
+    if not (project / playbook).is_file():
+        raise KnightError(f"no playbook {playbook} in {project}")
+    private = settings.reports / "runs"
+    private.mkdir(parents=True, exist_ok=True)
+    ident = (
+        f"{time.strftime('%Y%m%dT%H%M%S')}-{playbook.removesuffix('.yml')}-{uuid.uuid4().hex[:6]}"
+    )
+    result = PlaybookResult(playbook, -1, "unknown", {}, 0.0, private / "artifacts" / ident)
+    events: queue.Queue[TaskEvent | None] = queue.Queue()
+
+    def handler(event: dict[str, Any]) -> bool:
+        # Runs on ansible-runner's thread: hand the event over and return at once.
+        converted = _to_task_event(event)
+        if converted is not None:
+            events.put(converted)
+        return True
+
+    def consume() -> None:
+        while (ev := events.get()) is not None:
+            if ev.kind == "task_start":
+                result.phases_started.append(ev.phase)
+            elif ev.kind in ("failed", "unreachable"):
+                result.failures.append(Failure(ev.host or "?", ev.task, ev.phase, ev.message or ""))
+            elif ev.kind == "ok" and ev.host and ev.output is not None:
+                result.outputs.setdefault(ev.phase, {})[ev.host] = ev.output
+            if on_event is not None:
+                # A display error must not lose the run's result.
+                with contextlib.suppress(Exception):
+                    on_event(ev)
+
+    _use_venv_ansible()
+    consumer = threading.Thread(target=consume, name="knight-ansible-events", daemon=True)
+    consumer.start()
+    started = time.monotonic()
+    interrupted = threading.Event()
+    restore = _catch_interrupts(interrupted)
+    try:
+        runner = ansible_runner.run(
+            cancel_callback=interrupted.is_set,
+            private_data_dir=str(private),
+            project_dir=str(project),
+            playbook=playbook,
+            inventory=str(inventory_path(settings)),
+            extravars=extravars,
+            limit=limit,
+            ident=ident,
+            quiet=True,
+            event_handler=handler,
+            rotate_artifacts=KEEP_RUNS,
+            envvars={"ANSIBLE_CONFIG": str(project / "ansible.cfg")},
+            settings={"suppress_ansible_output": True},
+        )
+    finally:
+        restore()
+        events.put(None)
+        consumer.join(timeout=10)
+    if interrupted.is_set():
+        # The playbook was cancelled; Ctrl-C goes on to whoever called us.
+        raise KeyboardInterrupt
+    result.duration_s = round(time.monotonic() - started, 3)
+    result.rc = runner.rc
+    result.status = runner.status
+    result.stats = {
+        host: {k: int((runner.stats or {}).get(k, {}).get(host, 0)) for k in _STAT_KEYS}
+        for host in _hosts(runner.stats)
+    }
+    result.run_dir = Path(runner.config.artifact_dir)
+    return result
+
+
+def _catch_interrupts(flag: threading.Event) -> Callable[[], None]:
+    """While a playbook runs, Ctrl-C (or SIGTERM) cancels it through ansible-runner's
+    cancel_callback; afterwards the previous handlers are back. (Left to itself, ansible-runner
+    installs handlers of its own and never restores them: a later Ctrl-C would do nothing.)"""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda _n, _f: flag.set())
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def _use_venv_ansible() -> None:
+    """ansible-runner starts `ansible-playbook` from PATH: prefer the one beside this Python
+    (the venv's), which a `.venv/bin/knight` run does not have on PATH."""
+    here = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "")
+    if (Path(here) / "ansible-playbook").exists() and here not in path.split(os.pathsep):
+        os.environ["PATH"] = here + os.pathsep + path
+
+
+_STAT_KEYS = ("ok", "changed", "failures", "dark", "rescued", "skipped", "ignored")
+
+
+def _hosts(stats: dict[str, dict[str, int]] | None) -> list[str]:
+    found: set[str] = set()
+    for per_host in (stats or {}).values():
+        if isinstance(per_host, dict):
+            found |= set(per_host)
+    return sorted(found)

@@ -1,0 +1,50 @@
+"""alerts: the pre-open alert e-mails of 2012 ("Power Peg disabled"), which nobody acted on.
+
+The routers log the errors and send the messages to the mailbox; with the monitor guard they
+are alerts with an owner instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schema import REQUIRED, Arg, Spec, integer, node, text
+
+SPEC = Spec(
+    name="alerts",
+    summary="Make the routers raise the pre-open alert messages.",
+    args={
+        "count": Arg(integer(1, 10_000), REQUIRED, "how many messages (97 in 2012)"),
+        "text": Arg(text, "Power Peg disabled", "what they say"),
+        "node": Arg(node, None, "the node that raises them (default: every node)"),
+    },
+)
+
+
+def act(run: Any, args: dict[str, Any]) -> Any:
+    """The pre-open messages. In 2012 they came from SMARS before the open, about Power Peg,
+    because the launch configuration met the old code. Here: the fleet's flags file is pushed
+    with flag_7 declared as RLP (still off), and each node re-reads it `count` times; a node
+    whose code gives flag_7 another meaning logs an error each time (smars_errors_total), which
+    the monitor sees as an error burst. Nodes whose code agrees say nothing."""
+    from toolkit.experiments.run import StepOutcome
+
+    lab = run.lab
+    targets = [args["node"]] if args["node"] else lab.settings.node_names
+    flags = lab.baseline_flags()
+    flags["flag_7"] = {"value": False, "meaning": "rlp"}
+    loud = []
+    for name in targets:
+        admin = lab.node_admin(name)
+        lab.set_flags(name, flags)
+        for _ in range(args["count"] - 1):
+            admin.post("/reload")
+        version = admin.get("/version")
+        code = (version.get("flags", {}).get("flag_7") or {}).get("code_meaning")
+        if code not in (None, "rlp"):
+            loud.append(name)
+    return StepOutcome(
+        "done",
+        f"{args['text']!r} x{args['count']} from {', '.join(loud) or 'no node'} "
+        f"(flag_7 declared rlp, off)",
+    )

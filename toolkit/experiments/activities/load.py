@@ -1,0 +1,65 @@
+"""load: parent orders from the load generator, at a rate, for a while; every one accounted for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schema import Arg, Spec, boolean, integer, nodes, number
+
+SPEC = Spec(
+    name="load",
+    summary="Send parent orders to the routers.",
+    args={
+        "rate": Arg(number(minimum=0), 200.0, "parent orders per second over all nodes"),
+        "duration_s": Arg(number(minimum=0.1, maximum=3600), 5.0, "seconds of sending"),
+        "background": Arg(boolean, False, "run alongside the next steps instead of waiting"),
+        "rlp_share": Arg(number(0, 1), 0.0, "fraction of parent orders in the RLP"),
+        "qty": Arg(integer(1, 1_000_000), 100, "shares per parent order"),
+        "nodes": Arg(nodes, None, "send only to these nodes (default: the whole fleet)"),
+    },
+)
+
+
+def act(run: Any, args: dict[str, Any]) -> Any:
+    return send(run, args, "load")
+
+
+def send(run: Any, args: dict[str, Any], what: str) -> Any:
+    """Parent orders through the load generator (in the client container); in the background,
+    the next steps run meanwhile and the account is collected before the last probes."""
+    from toolkit.errors import KnightError
+    from toolkit.experiments.run import StepOutcome
+    from toolkit.lab.load import LoadSpec, run_load
+
+    spec = LoadSpec(
+        nodes=tuple(args.get("nodes") or ()),
+        rate=args["rate"],
+        duration_s=args["duration_s"],
+        rlp_share=args["rlp_share"],
+        qty=args["qty"],
+        drain_s=3.0,
+        prefix=f"{what}{len(run.loads) + len(run.background)}",
+    )
+
+    def work() -> None:
+        try:
+            result = run_load(run.lab, spec)
+        except KnightError as exc:
+            run.load_errors.append(str(exc))
+            run.event("error", None, f"{what}: {exc}")
+            return
+        run.loads.append(result)
+        run.event(
+            f"{what}_done",
+            None,
+            f"{result.sent} parent orders: {result.filled} filled, {result.cancelled} "
+            f"cancelled, {result.rejected} rejected, {result.working} working, "
+            f"{result.unanswered} unanswered",
+        )
+
+    detail = f"{args['rate']:g} parent orders/s for {args['duration_s']:g}s"
+    if args.get("background", False):
+        run.in_background(what, work)
+        return StepOutcome("done", detail + " (in the background)")
+    work()
+    return StepOutcome("done", detail)

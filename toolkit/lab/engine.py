@@ -1,0 +1,225 @@
+"""The one module that talks to the Docker engine: networks, containers, files, exec, ports.
+
+Everything it creates carries the lab label, so `remove_lab` finds it all even after a crash.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from toolkit.errors import DockerUnavailable, LabError
+from toolkit.settings import LABEL
+
+__all__ = [
+    "ContainerSpec",
+    "Engine",
+    "FileEntry",
+    "tar_of",
+]
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A file or symlink to place in a container (`target` set → symlink)."""
+
+    path: str
+    data: bytes = b""
+    mode: int = 0o644
+    target: str | None = None
+
+
+@dataclass
+class ContainerSpec:
+    """What a lab container is: enough to create it the same way every time."""
+
+    name: str
+    hostname: str
+    command: list[str]
+    labels: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)
+    #: container port → published on 127.0.0.1 at a free host port
+    ports: tuple[int, ...] = ()
+    aliases: tuple[str, ...] = ()
+    #: files placed before the first start: (directory in the container, entries relative to it)
+    files: list[tuple[str, list[FileEntry]]] = field(default_factory=list)
+
+
+def tar_of(entries: Iterable[FileEntry], uid: int, dirs: Iterable[str] = ()) -> bytes:
+    """An in-memory tar of files and symlinks, owned by `uid`, with every folder they sit in
+    (left out, Docker would create those folders owned by root)."""
+    entries = list(entries)
+    parents = {
+        "/".join(parts[:i])
+        for e in entries
+        for parts in [e.path.strip("/").split("/")]
+        for i in range(1, len(parts))
+    }
+    dirs = [*dirs, *sorted(parents - set(dirs), key=lambda d: (d.count("/"), d))]
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for d in dirs:
+            info = tarfile.TarInfo(d)
+            info.type, info.mode, info.uid, info.gid = tarfile.DIRTYPE, 0o755, uid, uid
+            tar.addfile(info)
+        for e in entries:
+            info = tarfile.TarInfo(e.path)
+            info.uid = info.gid = uid
+            if e.target is not None:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, e.target, 0o777
+                tar.addfile(info)
+            else:
+                info.size, info.mode = len(e.data), e.mode
+                tar.addfile(info, io.BytesIO(e.data))
+    return raw.getvalue()
+
+
+class Engine:
+    """A Docker engine seen through one lab's label."""
+
+    def __init__(self, lab: str) -> None:
+        self.lab = lab
+        try:
+            self.client = docker.from_env(timeout=60)
+            self.client.ping()
+        except docker.errors.DockerException as exc:
+            raise DockerUnavailable(f"cannot reach the Docker engine: {exc}") from None
+
+    # -- queries ---------------------------------------------------------------------------
+    def containers(self, **labels: str) -> list[Container]:
+        filters = [f"{LABEL}={self.lab}"] + [f"knight.{k}={v}" for k, v in labels.items()]
+        return self.client.containers.list(all=True, filters={"label": filters})
+
+    def get(self, name: str) -> Container | None:
+        try:
+            return self.client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+    def image_exists(self, ref: str) -> bool:
+        try:
+            self.client.images.get(ref)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    @staticmethod
+    def host_port(container: Container, port: int) -> int:
+        """Host port on 127.0.0.1 that a container port is published at."""
+        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(
+            f"{port}/tcp"
+        )
+        if not bindings:
+            raise LabError(f"{container.name}: port {port} is not published (is it running?)")
+        return int(bindings[0]["HostPort"])
+
+    def cpu_seconds(self, container: Container) -> float:
+        """CPU time the container's processes have used so far (its cgroup's counter)."""
+        stats = self.client.api.stats(container.id, stream=False, one_shot=True)
+        return stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
+
+    @staticmethod
+    def env_of(container: Container) -> dict[str, str]:
+        pairs = (p.split("=", 1) for p in container.attrs["Config"].get("Env") or [])
+        return {k: v for k, v in pairs}
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def ensure_network(self, name: str) -> None:
+        found = self.client.networks.list(names=[name])
+        if any(n.name == name for n in found):
+            return
+        self.client.networks.create(
+            name, driver="bridge", labels={LABEL: self.lab}, check_duplicate=True
+        )
+
+    def create(self, spec: ContainerSpec, image: str, network: str, uid: int) -> Container:
+        """Create (not start) a container, with its files in place."""
+        endpoint = self.client.api.create_endpoint_config(aliases=list(spec.aliases))
+        networking = self.client.api.create_networking_config({network: endpoint})
+        host_config = self.client.api.create_host_config(
+            init=True,
+            port_bindings={p: ("127.0.0.1", None) for p in spec.ports},
+            restart_policy={"Name": "no"},
+            log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
+        )
+        created = self.client.api.create_container(
+            image,
+            command=spec.command,
+            name=spec.name,
+            hostname=spec.hostname,
+            labels={LABEL: self.lab, **spec.labels},
+            environment=spec.env,
+            ports=list(spec.ports),
+            host_config=host_config,
+            networking_config=networking,
+        )
+        container = self.client.containers.get(created["Id"])
+        for directory, entries in spec.files:
+            self.put(container, directory, entries, uid)
+        return container
+
+    def put(
+        self, container: Container, directory: str, entries: Iterable[FileEntry], uid: int
+    ) -> None:
+        if not container.put_archive(directory, tar_of(entries, uid)):
+            raise LabError(f"{container.name}: could not write into {directory}")
+
+    def put_tar(self, container: Container, directory: str, data: bytes) -> None:
+        if not container.put_archive(directory, data):
+            raise LabError(f"{container.name}: could not write into {directory}")
+
+    def exec(
+        self, container: Container, cmd: list[str], user: str | None = None
+    ) -> tuple[int, str]:
+        """Run a command in a container; returns (exit code, combined output)."""
+        result = container.exec_run(cmd, user=user or "", demux=False)
+        return result.exit_code, (result.output or b"").decode(errors="replace")
+
+    def exec_stream(
+        self, container: Container, cmd: list[str], on_stderr: Callable[[str], None] | None = None
+    ) -> tuple[int, bytes]:
+        """Run a command; hand each stderr line to `on_stderr` as it comes; return (code, stdout)."""
+        exec_id = self.client.api.exec_create(container.id, cmd)["Id"]
+        out, pending = bytearray(), b""
+        for stdout, stderr in self.client.api.exec_start(exec_id, stream=True, demux=True):
+            if stdout:
+                out += stdout
+            if stderr:
+                pending += stderr
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    if on_stderr and line.strip():
+                        on_stderr(line.decode(errors="replace"))
+        if pending.strip() and on_stderr:
+            on_stderr(pending.decode(errors="replace"))
+        return self.client.api.exec_inspect(exec_id)["ExitCode"], bytes(out)
+
+    def remove_lab(self) -> dict[str, int]:
+        """Remove every container, network and volume carrying this lab's label."""
+        counts = {"containers": 0, "networks": 0, "volumes": 0}
+        label = {"label": [f"{LABEL}={self.lab}"]}
+        for c in self.client.containers.list(all=True, filters=label):
+            try:
+                c.remove(force=True, v=True)
+                counts["containers"] += 1
+            except docker.errors.NotFound:
+                pass
+        for n in self.client.networks.list(filters=label):
+            try:
+                n.remove()
+                counts["networks"] += 1
+            except docker.errors.NotFound:
+                pass
+        for v in self.client.volumes.list(filters=label):
+            try:
+                v.remove(force=True)
+                counts["volumes"] += 1
+            except docker.errors.NotFound:
+                pass
+        return counts

@@ -1,0 +1,285 @@
+"""`knight bench`: performance figures of the lab, each compared within one run on this machine.
+
+Figures are written to `reports/bench.json` (merged with figures other benchmarks wrote there);
+goals are reported beside them, never asserted by tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from toolkit.deploy.ansible import run_playbook
+from toolkit.deploy.operations import deploy, playbook_vars
+from toolkit.errors import KnightError
+from toolkit.guards.sets import DEFAULT as DEFAULT_GUARDS
+from toolkit.guards.sets import GuardSet
+from toolkit.lab.lab import Lab
+from toolkit.lab.load import LoadSpec, run_echo, run_load
+
+__all__ = ["GOALS", "run_bench"]
+
+Progress = Callable[[str], None]
+
+GOALS = {
+    "router_to_floor_ratio": ">= 0.25",
+    "fleet_scaling": ">= 1.25",
+    "lab_up_s": "<= 15",
+    "deploy_guarded_s": "<= 10",
+    "deploy_overhead_ratio": "<= 1.5",
+    "flip_skew_ms": "<= 250",
+    "flip_skew_ms_max": "<= 250",
+    "intake_pause_ms": "<= 1000",
+    "interleaved_orders": "== 0",
+    "detect_s": "<= 0.5",
+    "kill_s": "<= 1.0",
+    "chaos_total_s": "<= 180",
+}
+
+ROUNDS = 3
+#: Guarded, minimal and manual deploys, each this many times (medians are reported).
+DEPLOY_ROUNDS = 3
+
+#: Orders in flight per router in the throughput runs: deep enough that a lone router is bound by
+#: its own CPU rather than by round trips (at 256 it waits on the network half of the time).
+WINDOW = 4096
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """One measured run: parent orders per second, and CPU per order of each role."""
+
+    orders_per_s: float
+    cpu_us_per_order: dict[str, float]
+
+
+def _median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+def _median_run(measure: Callable[[], Throughput], say: Progress, label: str) -> Throughput:
+    runs = []
+    for i in range(ROUNDS):
+        runs.append(measure())
+        say(f"{label} {i + 1}/{ROUNDS}: {runs[-1].orders_per_s:,.0f} orders/s")
+    return sorted(runs, key=lambda r: r.orders_per_s)[len(runs) // 2]
+
+
+def _throughput(lab: Lab, nodes: tuple[str, ...], count: int) -> Throughput:
+    """Parent orders/s through `nodes`, each answered with an ack and a venue fill."""
+    engine = lab.engine
+    roles = {"router": [engine.get(lab.settings.container(n)) for n in nodes]}
+    roles["venue"] = [engine.get(lab.settings.container("venue"))]
+    roles["load generator"] = [lab.client_container()]
+
+    def cpu() -> dict[str, float]:
+        return {role: sum(engine.cpu_seconds(c) for c in cs) for role, cs in roles.items()}
+
+    lab.venue_admin().post("/reset", {})
+    before = cpu()
+    spec = LoadSpec(nodes=nodes, rate=0, count=count, duration_s=None, drain_s=10, window=WINDOW)
+    result = run_load(lab, spec)
+    after = cpu()
+    if result.unanswered or result.filled != result.sent:
+        raise KnightError(f"bench: orders went unfilled: {result.raw}")
+    per_order = {r: round((after[r] - before[r]) / result.filled * 1e6, 1) for r in roles}
+    return Throughput(result.orders_per_s, per_order)
+
+
+def lab_figures(lab: Lab, say: Progress, orders: int = 100_000) -> dict[str, Any]:
+    """Throughput of one router and of the fleet, beside the echo floor; and lab start time."""
+    figures: dict[str, Any] = {}
+    lab.down()
+    started = time.monotonic()
+    lab.up()
+    figures["lab_up_s"] = round(time.monotonic() - started, 2)
+    say(f"lab up in {figures['lab_up_s']}s")
+
+    echo = []
+    for i in range(ROUNDS):
+        echo.append(float(run_echo(lab, count=orders * 2, window=WINDOW)["echo_msgs_per_s"]))
+        say(f"echo floor {i + 1}/{ROUNDS}: {echo[-1]:,.0f} msgs/s")
+    one = _median_run(lambda: _throughput(lab, ("smars-1",), orders), say, "one router")
+    fleet = _median_run(
+        lambda: _throughput(lab, tuple(lab.settings.node_names), orders), say, "fleet"
+    )
+    figures["echo_floor_msgs_per_s"] = round(statistics.median(echo))
+    figures["router_orders_per_s"] = round(one.orders_per_s)
+    figures["fleet_orders_per_s"] = round(fleet.orders_per_s)
+    figures["router_to_floor_ratio"] = round(one.orders_per_s / figures["echo_floor_msgs_per_s"], 3)
+    figures["fleet_scaling"] = round(fleet.orders_per_s / one.orders_per_s, 3)
+    # Where the CPU goes: one router is bound by its own core, the fleet by all roles together.
+    figures["cpu_us_per_order_one_router"] = one.cpu_us_per_order
+    figures["cpu_us_per_order_fleet"] = fleet.cpu_us_per_order
+    figures["load_window"] = WINDOW
+    lab.venue_admin().post("/reset", {})
+    return figures
+
+
+def deploy_figures(lab: Lab, say: Progress, target: str = "8.0.0") -> dict[str, Any]:
+    """The guarded deploy beside a bare stage-and-flip and the 2012 manual one, in one run;
+    then a guarded deploy under load, counted from the venue's execution log."""
+    figures: dict[str, Any] = {}
+    # Each kind DEPLOY_ROUNDS times, interleaved (so a slow spell of the machine hits all
+    # three alike); the figures are medians, the skew's worst case beside its median.
+    runs: dict[str, list[float]] = {"guarded": [], "minimal": [], "manual": []}
+    skews: list[float] = []
+    pauses: list[float] = []
+    for i in range(DEPLOY_ROUNDS):
+        lab.reset()
+        guarded = deploy(lab, target, guards=GuardSet.of(DEFAULT_GUARDS))
+        if guarded.status != "deployed":
+            raise KnightError(f"bench: guarded deploy {guarded.status}: {guarded.error}")
+        runs["guarded"].append(guarded.duration_s)
+        skews.append(guarded.timings["flip_skew_ms"])
+        pauses.append(guarded.timings["intake_pause_ms"])
+        lab.reset()
+        minimal = run_playbook(lab.settings, "minimal_deploy.yml", playbook_vars(lab, target))
+        if minimal.rc != 0:
+            raise KnightError(f"bench: minimal deploy failed: {minimal.first_failure}")
+        runs["minimal"].append(minimal.duration_s)
+        lab.reset()
+        manual = deploy(lab, target, unsafe=True)
+        runs["manual"].append(manual.duration_s)
+        say(
+            f"deploys {i + 1}/{DEPLOY_ROUNDS}: guarded {guarded.duration_s}s "
+            f"(skew {skews[-1]:.0f} ms, intake paused {pauses[-1]:.0f} ms), "
+            f"minimal {minimal.duration_s}s, manual {manual.duration_s}s"
+        )
+    for kind, durations in runs.items():
+        figures[f"deploy_{kind}_s"] = _median(durations)
+    figures["deploy_overhead_ratio"] = round(
+        figures["deploy_guarded_s"] / figures["deploy_minimal_s"], 3
+    )
+    figures["flip_skew_ms"] = _median(skews)
+    figures["flip_skew_ms_max"] = max(skews)
+    figures["intake_pause_ms"] = _median(pauses)
+    figures["deploy_rounds"] = DEPLOY_ROUNDS
+
+    lab.reset()
+    account: dict[str, Any] = {}
+    load = threading.Thread(
+        target=lambda: account.setdefault(
+            "load", run_load(lab, LoadSpec(rate=400, duration_s=12, drain_s=8))
+        )
+    )
+    load.start()
+    time.sleep(2)
+    loaded = deploy(lab, target, guards=GuardSet.of(DEFAULT_GUARDS))
+    load.join()
+    releases = [e["release"] for e in lab.executions()]
+    first_new = releases.index(target) if target in releases else len(releases)
+    figures["interleaved_orders"] = sum(r != target for r in releases[first_new:])
+    figures["deploy_under_load_status"] = loaded.status
+    figures["flip_skew_ms_under_load"] = loaded.timings.get("flip_skew_ms")
+    figures["intake_pause_ms_under_load"] = loaded.timings.get("intake_pause_ms")
+    figures["orders_lost_during_deploy"] = account["load"].unanswered
+    say(
+        f"under load: {figures['interleaved_orders']} interleaved, {account['load'].unanswered} lost"
+    )
+    lab.reset()
+    return figures
+
+
+def guard_figures(lab: Lab, say: Progress, node: str = "smars-4") -> dict[str, Any]:
+    """The monitor alone against a runaway: Power Peg on one node, declared as such (so the
+    only signal is the runaway itself, not a meaning drift). detect_s: the first child order
+    executed beyond its parent to the alert; kill_s: the alert to the last child order from any
+    node; excess_shares_monitor_only: what got through. Knight needed about 45 minutes."""
+    from toolkit.monitor import watch
+
+    lab.reset(GuardSet.of(["monitor"]))
+    lab.wait_healthy(timeout=30)
+    monitor = watch(lab, acting=True, out_dir=lab.settings.reports / "monitor" / "bench")
+    try:
+        flags = lab.baseline_flags()
+        flags["flag_7"] = {"value": True, "meaning": "power_peg"}
+        lab.set_flags(node, flags)
+        load = run_load(
+            lab, LoadSpec(nodes=(node,), rate=100, duration_s=3, rlp_share=1.0, drain_s=2)
+        )
+        time.sleep(1.0)  # the kill's last echoes
+    finally:
+        result = monitor.stop()
+    stats = lab.venue_admin().get("/stats")
+    first_excess = stats["nodes"].get(node, {}).get("first_excess_at")
+    alert = result.first_alert("kill")
+    rows = lab.executions()
+    figures: dict[str, Any] = {
+        "excess_shares_monitor_only": stats["excess_shares"],
+        "monitor_alert_rule": alert.rule if alert else None,
+        "monitor_parent_orders": load.sent,
+    }
+    if alert is None or first_excess is None:
+        raise KnightError(f"bench: no runaway or no alert (alert {alert}, excess {first_excess})")
+    last_child = max(r["t"] for r in rows)
+    figures["detect_s"] = round(alert.raised - first_excess, 3)
+    figures["kill_s"] = round(last_child - alert.raised, 3)
+    say(
+        f"monitor: detect {figures['detect_s']}s, kill {figures['kill_s']}s, "
+        f"{figures['excess_shares_monitor_only']} excess shares"
+    )
+    lab.reset(GuardSet())
+    return figures
+
+
+def chaos_figures(lab: Lab, say: Progress) -> dict[str, Any]:
+    """The six runs of `make chaos` (three experiments, unsafe then guarded), lab resets
+    included; and whether each showed what its file expects."""
+    from toolkit.experiments.model import load_experiment
+    from toolkit.experiments.run import run_experiment
+
+    started = time.monotonic()
+    met = {}
+    for exp_id in ("skipped_node", "reused_flag", "rollback"):
+        exp = load_experiment(exp_id, {})
+        for mode in ("unsafe", "guarded"):
+            result = run_experiment(lab, exp, mode)
+            met[f"{exp_id}/{mode}"] = result.journal.get("expectations_met")
+            say(f"{exp_id} {mode}: {result.journal['duration_s']}s")
+    return {"chaos_total_s": round(time.monotonic() - started, 1), "chaos_expectations_met": met}
+
+
+def run_bench(
+    lab: Lab,
+    path: Path,
+    progress: Progress | None = None,
+    parts: tuple[str, ...] = ("lab", "deploy", "guards", "chaos"),
+) -> dict[str, Any]:
+    """Measure, merge into `path`, and return {figure: {value, goal}}."""
+    say = progress or (lambda _m: None)
+    figures: dict[str, Any] = {}
+    if "lab" in parts:
+        figures |= lab_figures(lab, say)
+    if "deploy" in parts:
+        figures |= deploy_figures(lab, say)
+    if "guards" in parts:
+        figures |= guard_figures(lab, say)
+    if "chaos" in parts:
+        figures |= chaos_figures(lab, say)
+    doc: dict[str, Any] = {}
+    if path.exists():
+        try:
+            doc = json.loads(path.read_text())
+        except ValueError:
+            doc = {}
+    doc.update(figures)
+    doc["goals"] = {**doc.get("goals", {}), **GOALS}
+    doc["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+    doc["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return {k: {"value": v, "goal": GOALS.get(k, "")} for k, v in figures.items()}
