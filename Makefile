@@ -62,7 +62,7 @@ faults: lab ## Deploy under FAULTS seeded fault schedules (default 100): mixed e
 bench: image ## Measure the performance figures into reports/bench.json
 	$(KNIGHT) bench
 
-# promtool checks the monitor's Prometheus rules (tests/unit/toolkit/test_monitor_promtool.py);
+# promtool checks the monitor's Prometheus rules (tests/unit/toolkit/monitor/test_monitor_promtool.py);
 # Debian's prometheus package has it. Installed when missing and we may (root with apt-get).
 promtool:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \

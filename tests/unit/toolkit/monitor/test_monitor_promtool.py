@@ -14,7 +14,7 @@ from monitor_fixtures import metrics_text
 
 from toolkit.monitor import default_rules
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 PROMETHEUS = ROOT / "monitor" / "prometheus"
 RULES = PROMETHEUS / "rules.yml"
 PROMTOOL = shutil.which("promtool")

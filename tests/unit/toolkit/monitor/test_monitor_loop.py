@@ -21,7 +21,7 @@ from toolkit.monitor import (
     default_rules,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 NODES = [f"smars-{i}" for i in range(1, 9)]
 
 
