@@ -21,7 +21,7 @@ import os
 import signal
 import socket
 import sys
-import time
+from datetime import UTC, datetime
 
 __all__ = ["SUPERVISED_ENV", "children", "main", "proc_stat"]
 
@@ -34,19 +34,22 @@ _USAGE = "usage: python3 -S -P routerd.py RELEASE_TREE [ROUTER ARGS...]"
 
 
 def _log(level: str, event: str, **fields: object) -> None:
-    """One JSON line on stdout, in the router's log format."""
-    now = time.time()
+    """One JSON line on stdout, of the shape the router and the venue write (smars/log.py: a copy,
+    as routerd imports nothing from a release)."""
     record = {
-        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now))
-        + f".{int(now * 1000) % 1000:03d}Z",
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "component": "routerd",
+        "node": os.environ.get("SMARS_NODE") or socket.gethostname(),
         "level": level,
         "event": event,
-        "node": os.environ.get("SMARS_NODE") or socket.gethostname(),
-        "source": "routerd",
         **fields,
     }
-    sys.stdout.write(json.dumps(record, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
+    line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+    try:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass  # a closed stdout must not take the routers' keeper down
 
 
 def become_subreaper() -> bool:

@@ -3,4 +3,10 @@
 The toolkit drives Docker, Ansible and the routers' admin API; it never imports the router code.
 """
 
+import logging
+
 __version__ = "0.1.0"
+
+# The library logs what it does (Docker calls, Ansible runs) at debug level; the CLI decides what
+# to show (`knight -v`), and nothing is printed for a caller that configured no logging.
+logging.getLogger("knight").addHandler(logging.NullHandler())

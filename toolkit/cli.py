@@ -7,6 +7,7 @@ ends in one line and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -76,14 +77,35 @@ class _Group(click.Group):
             sys.exit(1)
 
 
+def _show_logs(verbosity: int) -> None:
+    """The toolkit logs what it does to the "knight" logger (Docker calls, Ansible runs) at
+    debug level; `-v` shows them on stderr, beside the progress."""
+    if verbosity <= 0:
+        return
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=err, show_path=False, markup=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logger = logging.getLogger("knight")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="knight")
-def main() -> None:
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="Show the Docker calls and Ansible runs the command makes (on stderr).",
+)
+def main(verbose: int) -> None:
     """Re-enact the 2012 Knight Capital deployment failure on an eight-node Docker lab, and
     measure which guards stop it.
 
     Set KNIGHT_LAB to run a lab under another name (default: knight).
     """
+    _show_logs(verbose)
 
 
 def _lab():
@@ -643,7 +665,7 @@ def experiment() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the list as JSON.")
 def experiment_list(as_json: bool) -> None:
     """The experiments in experiments/ (a file that does not load is listed with its error)."""
-    from .experiments.model import list_experiments
+    from .experiments.loader import list_experiments
 
     infos = list_experiments()
     if as_json:
@@ -700,7 +722,7 @@ def experiment_run(
     as_json: bool,
 ) -> None:
     """Run one experiment (exit 0: the hypothesis held; 1: it deviated; 2: bad input)."""
-    from .experiments.model import load_experiment, parse_sets
+    from .experiments.loader import load_experiment, parse_sets
     from .experiments.run import run_experiment
     from .guards.sets import GuardSet
 

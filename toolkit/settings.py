@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["LABEL", "Settings", "load_settings"]
+__all__ = ["LABEL", "Settings", "load_settings", "node_key"]
 
 #: Label carried by every container, network and volume of a lab; its value is the lab's name.
 LABEL = "knight.lab"

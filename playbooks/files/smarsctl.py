@@ -53,12 +53,13 @@ def tree_hash(root: Path) -> str:
         if path.is_symlink() or not path.is_file():
             continue
         rel = path.relative_to(root)
-        if "__pycache__" in rel.parts or path.suffix == ".pyc":
+        if "__pycache__" in rel.parts or path.name.endswith(".pyc"):
             continue
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        lines.append((rel.as_posix().encode(), f"{digest}  {rel.as_posix()}\n"))
-    text = "".join(line for _, line in sorted(lines))
-    return hashlib.sha256(text.encode()).hexdigest()
+        # A name that is not UTF-8 is hashed as its raw bytes (surrogateescape), as the router does.
+        line = f"{digest}  {rel.as_posix()}\n".encode("utf-8", "surrogateescape")
+        lines.append((rel.as_posix().encode("utf-8", "surrogateescape"), line))
+    return hashlib.sha256(b"".join(line for _, line in sorted(lines))).hexdigest()
 
 
 def token() -> str:

@@ -102,7 +102,10 @@ class RouterConnection(asyncio.Protocol):
         if self.hello:
             self.book.disconnect(self.node)
             _log(
-                "router_disconnected", node=self.node, release=self.release, error=exc and str(exc)
+                "router_disconnected",
+                router_node=self.node,
+                release=self.release,
+                error=exc and str(exc),
             )
 
     # A router that stops reading must not make the venue buffer without bound.
@@ -189,7 +192,7 @@ class RouterConnection(asyncio.Protocol):
             self.transport.write("".join(out).encode())
         if book.capped and self.venue.cap_logged != book.run:
             self.venue.cap_logged = book.run
-            _log("cap_reached", level="warning", run=book.run, cap=book.cap, node=self.node)
+            _log("cap_reached", level="warning", run=book.run, cap=book.cap, router_node=self.node)
 
     def _execute(self, orders: list[tuple], now: float, append: Callable[[str], None]) -> None:
         """Execute valid child orders and answer each: exec, or reject when the cap refuses it."""
@@ -252,7 +255,7 @@ class RouterConnection(asyncio.Protocol):
             self.book.disconnect(self.node)
         self.node, self.release, self.tree, self.hello = node, release, tree, True
         self.book.connect(node)
-        _log("router_connected", node=node, release=release, tree=tree, peer=str(self.peer))
+        _log("router_connected", router_node=node, release=release, tree=tree, peer=str(self.peer))
         return ""
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
@@ -132,8 +133,19 @@ def format_cents(cents: int) -> str:
 
 
 def log_event(component: str, event: str, level: str = "info", **fields: object) -> None:
-    """One structured JSON log line on stdout: lifecycle events only, never per message."""
-    record = {"ts": round(time.time(), 3), "level": level, "component": component, "event": event}
-    record.update(fields)
-    sys.stdout.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
-    sys.stdout.flush()
+    """One structured JSON log line on stdout: lifecycle events only, never per message. The shape
+    the router and routerd write (smars/log.py: a copy, as the market imports nothing from smars)."""
+    record = {
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "component": component,
+        "node": socket.gethostname(),
+        "level": level,
+        "event": event,
+        **fields,
+    }
+    line = json.dumps(record, default=str, separators=(",", ":")) + "\n"
+    try:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass  # a closed stdout must not take the venue down

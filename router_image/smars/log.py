@@ -1,4 +1,5 @@
-"""Structured logs: one JSON object per line on stdout, `{"ts", "level", "event", "node", ...}`.
+"""Structured logs: one JSON object per line on stdout, `{"ts", "component", "node", "level", "event",
+...}`, the shape routerd and the venue write too (each has its own copy of the writer).
 Lifecycle events and errors only; anything per order is summarised, never logged one by one."""
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ class Log:
     def emit(self, level: str, event: str, **fields: Any) -> None:
         record = {
             "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "component": "router",
+            "node": self.node,
             "level": level,
             "event": event,
-            "node": self.node,
             **fields,
         }
         line = json.dumps(record, default=str, separators=(",", ":")) + "\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.experiments.model import load_experiment
+from toolkit.experiments.loader import load_experiment
 from toolkit.experiments.run import run_experiment
 from toolkit.guards.sets import GUARDS
 from toolkit.lab.lab import Lab

@@ -12,7 +12,7 @@ from __future__ import annotations
 from helpers import metric
 
 from toolkit.deploy.operations import deploy, flag, rollback
-from toolkit.experiments.model import load_experiment
+from toolkit.experiments.loader import load_experiment
 from toolkit.experiments.run import run_experiment
 from toolkit.guards.sets import GuardSet
 from toolkit.lab.lab import Lab

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import signal
@@ -26,6 +27,8 @@ from toolkit.settings import Settings
 from .inventory import render
 
 __all__ = ["Failure", "PlaybookResult", "TaskEvent", "inventory_path", "run_playbook"]
+
+log = logging.getLogger("knight.ansible")
 
 #: Artifact directories kept under reports/runs/.
 KEEP_RUNS = 20
@@ -135,6 +138,44 @@ def inventory_path(settings: Settings) -> Path:
     return path
 
 
+class _Events:
+    """Collects one run's events into its result on a thread of its own, so ansible-runner's
+    event handler only hands each event over and returns at once."""
+
+    def __init__(self, result: PlaybookResult, on_event: Callable[[TaskEvent], None] | None):
+        self.result = result
+        self.on_event = on_event
+        self.queue: queue.Queue[TaskEvent | None] = queue.Queue()
+        self.thread = threading.Thread(target=self._consume, name="knight-ansible-events")
+        self.thread.daemon = True
+
+    def handler(self, event: dict[str, Any]) -> bool:
+        converted = _to_task_event(event)
+        if converted is not None:
+            self.queue.put(converted)
+        return True
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join(timeout=10)
+
+    def _consume(self) -> None:
+        result = self.result
+        while (ev := self.queue.get()) is not None:
+            if ev.kind == "task_start":
+                result.phases_started.append(ev.phase)
+                log.debug("%s: task %r", result.playbook, ev.task)
+            elif ev.kind in ("failed", "unreachable"):
+                result.failures.append(Failure(ev.host or "?", ev.task, ev.phase, ev.message or ""))
+                log.debug("%s: %s %s: %s", result.playbook, ev.host, ev.kind, ev.message)
+            elif ev.kind == "ok" and ev.host and ev.output is not None:
+                result.outputs.setdefault(ev.phase, {})[ev.host] = ev.output
+            if self.on_event is not None:
+                # A display error must not lose the run's result.
+                with contextlib.suppress(Exception):
+                    self.on_event(ev)
+
+
 def run_playbook(
     settings: Settings,
     playbook: str,
@@ -152,31 +193,17 @@ def run_playbook(
         f"{time.strftime('%Y%m%dT%H%M%S')}-{playbook.removesuffix('.yml')}-{uuid.uuid4().hex[:6]}"
     )
     result = PlaybookResult(playbook, -1, "unknown", {}, 0.0, private / "artifacts" / ident)
-    events: queue.Queue[TaskEvent | None] = queue.Queue()
-
-    def handler(event: dict[str, Any]) -> bool:
-        # Runs on ansible-runner's thread: hand the event over and return at once.
-        converted = _to_task_event(event)
-        if converted is not None:
-            events.put(converted)
-        return True
-
-    def consume() -> None:
-        while (ev := events.get()) is not None:
-            if ev.kind == "task_start":
-                result.phases_started.append(ev.phase)
-            elif ev.kind in ("failed", "unreachable"):
-                result.failures.append(Failure(ev.host or "?", ev.task, ev.phase, ev.message or ""))
-            elif ev.kind == "ok" and ev.host and ev.output is not None:
-                result.outputs.setdefault(ev.phase, {})[ev.host] = ev.output
-            if on_event is not None:
-                # A display error must not lose the run's result.
-                with contextlib.suppress(Exception):
-                    on_event(ev)
-
+    events = _Events(result, on_event)
+    inventory = inventory_path(settings)
+    log.debug(
+        "ansible-playbook %s: inventory %s, limit %s, vars %s",
+        playbook,
+        inventory,
+        limit or "none",
+        ", ".join(sorted(extravars)),
+    )
     _use_venv_ansible()
-    consumer = threading.Thread(target=consume, name="knight-ansible-events", daemon=True)
-    consumer.start()
+    events.thread.start()
     started = time.monotonic()
     interrupted = threading.Event()
     restore = _catch_interrupts(interrupted)
@@ -186,24 +213,28 @@ def run_playbook(
             private_data_dir=str(private),
             project_dir=str(project),
             playbook=playbook,
-            inventory=str(inventory_path(settings)),
+            inventory=str(inventory),
             extravars=extravars,
             limit=limit,
             ident=ident,
             quiet=True,
-            event_handler=handler,
+            event_handler=events.handler,
             rotate_artifacts=KEEP_RUNS,
             envvars={"ANSIBLE_CONFIG": str(project / "ansible.cfg")},
             settings={"suppress_ansible_output": True},
         )
     finally:
         restore()
-        events.put(None)
-        consumer.join(timeout=10)
+        events.close()
     if interrupted.is_set():
         # The playbook was cancelled; Ctrl-C goes on to whoever called us.
+        log.debug("%s: cancelled by an interrupt", playbook)
         raise KeyboardInterrupt
-    result.duration_s = round(time.monotonic() - started, 3)
+    return _finish(result, runner, time.monotonic() - started)
+
+
+def _finish(result: PlaybookResult, runner: Any, duration_s: float) -> PlaybookResult:
+    result.duration_s = round(duration_s, 3)
     result.rc = runner.rc
     result.status = runner.status
     result.stats = {
@@ -211,6 +242,14 @@ def run_playbook(
         for host in _hosts(runner.stats)
     }
     result.run_dir = Path(runner.config.artifact_dir)
+    log.debug(
+        "%s: %s (rc %s) in %.2fs, artifacts %s",
+        result.playbook,
+        result.status,
+        result.rc,
+        result.duration_s,
+        result.run_dir,
+    )
     return result
 
 

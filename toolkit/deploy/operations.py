@@ -164,21 +164,7 @@ def deploy(
         except FlagLintError as exc:
             return _refused(action, version, guards, skip, before, "flags", str(exc))
     variables = playbook_vars(lab, version)
-    epoch = time.time_ns() // 1_000_000
-    if guards.fencing and guards.atomic:
-        variables["knight_fence_epoch"] = epoch
-    playbook = "deploy.yml" if guards.atomic else "manual_deploy.yml"
-    run = run_playbook(lab.settings, playbook, variables, _limit(skip), on_event)
-    fence_error = None
-    if guards.fencing and not guards.atomic:
-        # The whole declared fleet, skipped nodes included: they are the ones to fence.
-        fence = run_playbook(
-            lab.settings, "fence.yml", {**variables, "knight_fence_epoch": epoch}, None, on_event
-        )
-        run.duration_s = round(run.duration_s + fence.duration_s, 3)
-        if fence.rc != 0 or fence.failures:
-            f = fence.first_failure
-            fence_error = f"{f.host}: {f.message}" if f else f"fence.yml exited {fence.rc}"
+    run, fence_error = _run_deploy(lab, guards, variables, skip, on_event)
     after = _releases(lab)
     status = _status(run, version, after)
     failure = run.first_failure
@@ -210,6 +196,34 @@ def deploy(
         refused_by="atomic" if status in ("refused", "rolled_back") and guards.atomic else None,
         switches=_switches(run),
     )
+
+
+def _run_deploy(
+    lab: Lab,
+    guards: GuardSet,
+    variables: dict[str, Any],
+    skip: list[str],
+    on_event: Callable[[TaskEvent], None] | None,
+) -> tuple[PlaybookResult, str | None]:
+    """The deploy's playbook (all or none with the atomic guard, host by host without), then,
+    with fencing but no atomic deploy, the fleet manifest on the whole declared fleet; returns
+    the deploy's run and the fence's error, if it failed."""
+    epoch = time.time_ns() // 1_000_000
+    if guards.fencing and guards.atomic:
+        variables["knight_fence_epoch"] = epoch
+    playbook = "deploy.yml" if guards.atomic else "manual_deploy.yml"
+    run = run_playbook(lab.settings, playbook, variables, _limit(skip), on_event)
+    if not (guards.fencing and not guards.atomic):
+        return run, None
+    # The whole declared fleet, skipped nodes included: they are the ones to fence.
+    fence = run_playbook(
+        lab.settings, "fence.yml", {**variables, "knight_fence_epoch": epoch}, None, on_event
+    )
+    run.duration_s = round(run.duration_s + fence.duration_s, 3)
+    if fence.rc != 0 or fence.failures:
+        f = fence.first_failure
+        return run, f"{f.host}: {f.message}" if f else f"fence.yml exited {fence.rc}"
+    return run, None
 
 
 def _refused(

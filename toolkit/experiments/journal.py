@@ -1,6 +1,6 @@
 """The journal of one experiment run: plain data, recorded as the run goes, written as JSON.
 
-The JSON is a contract (DESIGN.md, "Journal JSON"): `experiment`, `mode`, `guards`, `status`,
+The JSON is a contract (docs/journal.md): `experiment`, `mode`, `guards`, `status`,
 `deviated`, `start`, `end`, `duration_s`, `timeline`, `series`, `outcome`, and after them
 `steady_state` (probe results before and after), `parameters`, `expectations` (each with whether
 it was met) and `expectations_met`. A journal never contains a secret: `scrub` runs on every write.
@@ -31,7 +31,7 @@ from typing import Any
 
 from toolkit.errors import KnightError
 from toolkit.guards.sets import GUARDS, GuardSet
-from toolkit.settings import node_key
+from toolkit.settings import load_settings, node_key
 
 __all__ = [
     "EXIT_CODES",
@@ -378,8 +378,6 @@ class Journal:
         path. Without `path`, the default name under `reports_dir` (default: reports/)."""
         if path is None:
             if reports_dir is None:
-                from toolkit.settings import load_settings
-
                 reports_dir = load_settings().reports
             path = self.default_path(reports_dir)
         path = Path(path)

@@ -11,7 +11,7 @@ from typing import Any
 from toolkit.guards.sets import GUARDS, GuardSet
 from toolkit.lab.lab import Lab
 
-from .model import load_experiment
+from .loader import load_experiment
 from .run import run_experiment
 
 __all__ = ["DEFAULT_EXPERIMENTS", "Matrix", "guard_sets", "run_matrix"]

@@ -12,35 +12,26 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import KnightError
 from toolkit.guards.sets import GuardSet
 from toolkit.lab.lab import Lab
-from toolkit.lab.load import LoadResult
-from toolkit.monitor import watch
+from toolkit.monitor import Monitor, MonitorResult, watch
 
-from .activities import ACTIVITY_ACTS
+from .activities import ACTIVITY_ACTS, StepOutcome
 from .journal import Journal, Outcome, ProbeResult, exit_code
 from .model import Activity, Expectations, Experiment, Probe
+from .state import RunState, undo_fault
 
-__all__ = ["Run", "RunResult", "StepOutcome", "run_experiment"]
+__all__ = ["RunResult", "run_experiment"]
 
 #: How often the watcher samples the venue (series and abort conditions).
 SAMPLE_S = 0.5
 #: A node with this many excess shares or more is a runaway node.
 RUNAWAY_SHARES = 1
-
-
-@dataclass
-class StepOutcome:
-    """What one step did: `done`, `refused` (a guard said no; `guard` names it) or `failed`."""
-
-    status: str
-    detail: str = ""
-    guard: str | None = None
 
 
 @dataclass
@@ -50,50 +41,10 @@ class RunResult:
     exit_code: int
 
 
-@dataclass
-class Run:
-    """What the steps of one run share: the lab, the guards, the journal, background work."""
-
-    lab: Lab
-    experiment: Experiment
-    guards: GuardSet
-    journal: Journal
-    say: Callable[[str], None]
-    stop: threading.Event = field(default_factory=threading.Event)
-    background: list[threading.Thread] = field(default_factory=list)
-    loads: list[LoadResult] = field(default_factory=list)
-    load_errors: list[str] = field(default_factory=list)
-    faults: list[Any] = field(default_factory=list)
-    kill_times: list[float] = field(default_factory=list)
-    deploying: str | None = None
-    #: "method" or "rollbacks": a kill switch thrown by a rollback is cleanup, not a response.
-    phase: str = "method"
-
-    def event(self, kind: str, node: str | None, detail: str) -> None:
-        """Record it in the journal and show it: nothing is shown that is not recorded."""
-        ev = self.journal.event(kind, node, detail)
-        self.say(f"{ev.t:7.2f}s {kind}{' ' + node if node else ''}: {detail}")
-
-    def sleep(self, seconds: float) -> bool:
-        """Wait, but stop early on an abort; False when aborted."""
-        return not self.stop.wait(seconds)
-
-    def in_background(self, name: str, work: Callable[[], None]) -> None:
-        thread = threading.Thread(target=work, name=name, daemon=True)
-        thread.start()
-        self.background.append(thread)
-
-    def collect(self, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self.background:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        self.background = [t for t in self.background if t.is_alive()]
-
-
 class _Watcher:
     """Samples the venue every SAMPLE_S: abort conditions (excess shares, child orders, time)."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: RunState) -> None:
         self.run = run
         self.tripped: str | None = None
         self._done = threading.Event()
@@ -137,28 +88,13 @@ def run_experiment(
 ) -> RunResult:
     """Run `experiment` in `mode` (unsafe: no guard, guarded: all) or with exactly `guards`."""
     guards = guards if guards is not None else GuardSet.for_mode(mode)
-    journal = Journal(
-        experiment.id, mode, guards.to_json(), experiment.parameters, interval_s=SAMPLE_S
-    )
-    run = Run(lab, experiment, guards, journal, say or (lambda _m: None))
-    run.event("start", None, f"{experiment.title} ({mode}, guards {guards.label()})")
-    lab.reset(guards)
-    lab.wait_healthy(timeout=30)
-    run.event("reset", None, f"every node on {lab.catalog.baseline}, guards {guards.label()}")
-    venue_start = lab.venue_admin().get("/stats").get("started_at", time.time())
-    monitor_dir = lab.settings.reports / "monitor" / journal.start.strftime("%Y%m%dT%H%M%S")
-    monitor = watch(lab, acting=guards.monitor, out_dir=monitor_dir)
-    run.event(
-        "monitor",
-        None,
-        "alerts kill the fleet" if guards.monitor else "alerts go to a mailbox nobody reads",
-    )
+    run, monitor, venue_start = _start(lab, experiment, mode, guards, say or (lambda _m: None))
     watcher = _Watcher(run)
     watcher.start()
     status = "completed"
     try:
         before = _probe(run, experiment.steady_state, "before")
-        if not journal.steady("before", before):
+        if not run.journal.steady("before", before):
             raise KnightError(f"steady state does not hold before the run: {_failed(before)}")
         status = _method(run)
         if watcher.tripped:
@@ -177,6 +113,48 @@ def run_experiment(
             undo_fault(run, fault)
         watcher.stop()
         seen = monitor.stop()
+    return _finish(run, mode, status, seen, venue_start, journal_path)
+
+
+def _start(
+    lab: Lab,
+    experiment: Experiment,
+    mode: str,
+    guards: GuardSet,
+    say: Callable[[str], None],
+) -> tuple[RunState, Monitor, float]:
+    """A new run's journal and shared state, the lab reset to its baseline with `guards` and the
+    monitor watching; also the venue's start time, which its series count from."""
+    journal = Journal(
+        experiment.id, mode, guards.to_json(), experiment.parameters, interval_s=SAMPLE_S
+    )
+    run = RunState(lab, experiment, guards, journal, say)
+    run.event("start", None, f"{experiment.title} ({mode}, guards {guards.label()})")
+    lab.reset(guards)
+    lab.wait_healthy(timeout=30)
+    run.event("reset", None, f"every node on {lab.catalog.baseline}, guards {guards.label()}")
+    venue_start = lab.venue_admin().get("/stats").get("started_at", time.time())
+    monitor_dir = lab.settings.reports / "monitor" / journal.start.strftime("%Y%m%dT%H%M%S")
+    monitor = watch(lab, acting=guards.monitor, out_dir=monitor_dir)
+    run.event(
+        "monitor",
+        None,
+        "alerts kill the fleet" if guards.monitor else "alerts go to a mailbox nobody reads",
+    )
+    return run, monitor, venue_start
+
+
+def _finish(
+    run: RunState,
+    mode: str,
+    status: str,
+    seen: MonitorResult,
+    venue_start: float,
+    journal_path: Path | None,
+) -> RunResult:
+    """After the rollbacks: the last probes, the series and the outcome, the expectations
+    checked, and the journal written."""
+    lab, experiment, journal = run.lab, run.experiment, run.journal
     _record_monitor(run, seen)
     after = _probe(run, experiment.steady_state, "after")
     held = journal.steady("after", after)
@@ -187,7 +165,7 @@ def run_experiment(
         status = "deviated"
     # A file's expectations are for its modes as such; a run with a chosen guard set (the
     # matrix, --guards) is measured, not judged.
-    own = guards == GuardSet.for_mode(mode)
+    own = run.guards == GuardSet.for_mode(mode)
     expectations = experiment.expectations(mode) if own else Expectations(mode)
     draft = journal.to_json(secrets=[lab.token])
     journal.finish(
@@ -198,7 +176,7 @@ def run_experiment(
     return RunResult(doc, path, exit_code(status))
 
 
-def _method(run: Run) -> str:
+def _method(run: RunState) -> str:
     for step in run.experiment.method:
         if run.stop.is_set():
             return "aborted"
@@ -218,7 +196,7 @@ def _method(run: Run) -> str:
     return "aborted" if run.stop.is_set() else "completed"
 
 
-def _step(run: Run, step: Activity) -> StepOutcome:
+def _step(run: RunState, step: Activity) -> StepOutcome:
     act = ACTIVITY_ACTS[step.name]
     try:
         outcome = act(run, step.args)
@@ -231,7 +209,7 @@ def _step(run: Run, step: Activity) -> StepOutcome:
     return outcome
 
 
-def _rollbacks(run: Run) -> None:
+def _rollbacks(run: RunState) -> None:
     """Every rollback runs, whatever happened before, and goes on after one fails."""
     run.stop.clear()
     run.phase = "rollbacks"
@@ -245,17 +223,8 @@ def _rollbacks(run: Run) -> None:
         run.event(f"rollback_{step.name}", None, f"{step.label}: {outcome.status} {outcome.detail}")
 
 
-def undo_fault(run: Run, fault: Any) -> None:
-    """Undo `fault`, with a journal event either way."""
-    try:
-        fault.undo()
-        run.event("fault_undone", fault.node, fault.NAME)
-    except Exception as exc:  # a Docker error must not stop the journal from being written
-        run.event("error", fault.node, f"undo {fault.NAME}: {exc}")
-
-
 # -- observations ---------------------------------------------------------------------------------
-def _probe(run: Run, probes: tuple[Probe, ...], phase: str) -> list[ProbeResult]:
+def _probe(run: RunState, probes: tuple[Probe, ...], phase: str) -> list[ProbeResult]:
     status = run.lab.status()
     stats = run.lab.venue_admin().get("/stats")
     values = {
@@ -276,7 +245,7 @@ def _failed(results: list[ProbeResult]) -> str:
     return ", ".join(f"{r.probe}={r.value}" for r in results if not r.ok)
 
 
-def _record_monitor(run: Run, seen: Any) -> None:
+def _record_monitor(run: RunState, seen: MonitorResult) -> None:
     start = run.journal.start.timestamp()
     for entry in seen.timeline():
         d = entry["detail"]
@@ -290,7 +259,7 @@ def _record_monitor(run: Run, seen: Any) -> None:
         run.journal.event(entry["kind"], entry["node"], detail, t=entry["t"] - start)
 
 
-def _series(run: Run, venue_start: float) -> None:
+def _series(run: RunState, venue_start: float) -> None:
     """Child orders per second per node, from the venue's own buckets."""
     body = run.lab.venue_admin().get("/series")
     bucket = float(body.get("bucket_s", 0.25))
@@ -312,7 +281,7 @@ def _series(run: Run, venue_start: float) -> None:
         t += step
 
 
-def _outcome(run: Run, seen: Any) -> Outcome:
+def _outcome(run: RunState, seen: MonitorResult) -> Outcome:
     lab, journal = run.lab, run.journal
     stats = lab.venue_admin().get("/stats")
     nodes = stats.get("nodes", {})

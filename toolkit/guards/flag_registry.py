@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ConfigError, KnightError
-from toolkit.releases.catalog import Catalog, Release
+from toolkit.releases.catalog import FLAG_NAME, Catalog, Release
 from toolkit.yamlfile import load_yaml, where
 
 __all__ = [
@@ -46,7 +46,6 @@ __all__ = [
 
 STATUSES = ("active", "retired")
 
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 # What counts as a flag name in the router source; see scan_source.
 _FLAG_REFERENCE = re.compile(r"\bflag_[0-9]+\b|\b[a-z]+_enable\b")
@@ -199,7 +198,7 @@ def _text(value: object, what: str, path: str, line: int | None) -> str:
 
 
 def _meaning(value: object, what: str, path: str, line: int | None) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
+    if not isinstance(value, str) or not FLAG_NAME.fullmatch(value):
         raise ConfigError(
             f"{what}: {value!r} is not a meaning ([a-z][a-z0-9_]{{0,63}})", path, line
         )
@@ -244,7 +243,7 @@ def _change(name: str, item: object, path: str, line: int | None) -> Change:
 
 
 def _entry(name: object, spec: object, path: str, line: int | None) -> FlagEntry:
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not FLAG_NAME.fullmatch(name):
         raise ConfigError(f"{name!r} is not a valid flag name ([a-z][a-z0-9_]{{0,63}})", path, line)
     if not isinstance(spec, dict):
         raise ConfigError(f"flag {name}: expected a mapping", path, line)

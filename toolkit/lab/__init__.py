@@ -1,7 +1,9 @@
 """Layer 4, lab: the containers of one lab and how to reach them.
 
 `engine` is the only module that talks to Docker; `image` builds the base and lab images;
-`admin` is the client of the routers' and the venue's admin HTTP API; `lab` brings the lab up
-and down, reads its status and holds the baseline primitives; `load` drives the load generator.
+`admin` is the client of the routers' and the venue's admin HTTP API; `paths` holds the paths
+inside a node; `specs` says what each container is; `status` reads the lab's status; `lab` brings
+the lab up and down and inherits the baseline primitives of `baseline`; `load` drives the load
+generator.
 It may import `releases`, `guards` and the base modules, never `deploy` or anything above.
 """

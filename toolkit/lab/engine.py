@@ -1,11 +1,14 @@
 """The one module that talks to the Docker engine: networks, containers, files, exec, ports.
 
 Everything it creates carries the lab label, so `remove_lab` finds it all even after a crash.
+Each Docker call is logged at debug level to "knight.docker" (never a token nor file contents).
 """
 
 from __future__ import annotations
 
 import io
+import logging
+import shlex
 import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -23,6 +26,8 @@ __all__ = [
     "FileEntry",
     "tar_of",
 ]
+
+log = logging.getLogger("knight.docker")
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class Engine:
 
     def __init__(self, lab: str) -> None:
         self.lab = lab
+        log.debug("connect to the Docker engine (lab %s)", lab)
         try:
             self.client = docker.from_env(timeout=60)
             self.client.ping()
@@ -94,20 +100,28 @@ class Engine:
     # -- queries ---------------------------------------------------------------------------
     def containers(self, **labels: str) -> list[Container]:
         filters = [f"{LABEL}={self.lab}"] + [f"knight.{k}={v}" for k, v in labels.items()]
+        log.debug("list containers %s", ",".join(filters))
         return self.client.containers.list(all=True, filters={"label": filters})
 
     def get(self, name: str) -> Container | None:
+        log.debug("get container %s", name)
         try:
             return self.client.containers.get(name)
         except docker.errors.NotFound:
             return None
 
     def image_exists(self, ref: str) -> bool:
+        log.debug("look up image %s", ref)
         try:
             self.client.images.get(ref)
         except docker.errors.ImageNotFound:
             return False
         return True
+
+    def image_id(self, ref: str) -> str:
+        """The id of a local image (docker.errors.ImageNotFound when there is none)."""
+        log.debug("look up image %s", ref)
+        return self.client.images.get(ref).id
 
     @staticmethod
     def host_port(container: Container, port: int) -> int:
@@ -121,6 +135,7 @@ class Engine:
 
     def cpu_seconds(self, container: Container) -> float:
         """CPU time the container's processes have used so far (its cgroup's counter)."""
+        log.debug("stats %s", container.name)
         stats = self.client.api.stats(container.id, stream=False, one_shot=True)
         return stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
 
@@ -131,15 +146,25 @@ class Engine:
 
     # -- lifecycle -------------------------------------------------------------------------
     def ensure_network(self, name: str) -> None:
+        log.debug("list networks %s", name)
         found = self.client.networks.list(names=[name])
         if any(n.name == name for n in found):
             return
+        log.debug("create network %s", name)
         self.client.networks.create(
             name, driver="bridge", labels={LABEL: self.lab}, check_duplicate=True
         )
 
     def create(self, spec: ContainerSpec, image: str, network: str, uid: int) -> Container:
         """Create (not start) a container, with its files in place."""
+        log.debug(
+            "create container %s (image %s, network %s, command %s, ports %s)",
+            spec.name,
+            image,
+            network,
+            shlex.join(spec.command),
+            ",".join(map(str, spec.ports)) or "none",
+        )
         endpoint = self.client.api.create_endpoint_config(aliases=list(spec.aliases))
         networking = self.client.api.create_networking_config({network: endpoint})
         host_config = self.client.api.create_host_config(
@@ -164,13 +189,63 @@ class Engine:
             self.put(container, directory, entries, uid)
         return container
 
+    def start(self, container: Container) -> None:
+        log.debug("start container %s", container.name)
+        container.start()
+
+    def remove(self, container: Container) -> None:
+        """Remove a container, running or not (its anonymous volumes stay)."""
+        log.debug("remove container %s", container.name)
+        container.remove(force=True)
+
+    def unpause(self, container: Container) -> None:
+        log.debug("unpause container %s", container.name)
+        container.unpause()
+
+    def stop(self, container: Container, timeout: int = 1) -> None:
+        log.debug("stop container %s (grace %ss)", container.name, timeout)
+        container.stop(timeout=timeout)
+
+    def kill(self, container: Container) -> None:
+        log.debug("kill container %s", container.name)
+        container.kill()
+
+    def pause(self, container: Container) -> None:
+        log.debug("pause container %s", container.name)
+        container.pause()
+
+    def state(self, container: Container) -> str:
+        """The container's state as the engine sees it now (running, paused, exited...)."""
+        container.reload()
+        return container.status
+
+    def networks_of(self, container: Container) -> set[str]:
+        container.reload()
+        return set(container.attrs["NetworkSettings"]["Networks"])
+
+    def disconnect(self, network: str, container: Container) -> None:
+        log.debug("disconnect %s from network %s", container.name, network)
+        self.client.networks.get(network).disconnect(container)
+
+    def connect(self, network: str, container: Container, aliases: list[str]) -> None:
+        log.debug("connect %s to network %s as %s", container.name, network, ",".join(aliases))
+        self.client.networks.get(network).connect(container, aliases=aliases)
+
+    def exec_detached(self, container: Container, cmd: list[str]) -> None:
+        """Start a command in a container and return at once."""
+        log.debug("exec (detached) in %s: %s", container.name, shlex.join(cmd))
+        container.exec_run(cmd, detach=True)
+
     def put(
         self, container: Container, directory: str, entries: Iterable[FileEntry], uid: int
     ) -> None:
+        entries = list(entries)
+        log.debug("put %d file(s) into %s:%s", len(entries), container.name, directory)
         if not container.put_archive(directory, tar_of(entries, uid)):
             raise LabError(f"{container.name}: could not write into {directory}")
 
     def put_tar(self, container: Container, directory: str, data: bytes) -> None:
+        log.debug("put a tar of %d bytes into %s:%s", len(data), container.name, directory)
         if not container.put_archive(directory, data):
             raise LabError(f"{container.name}: could not write into {directory}")
 
@@ -178,6 +253,9 @@ class Engine:
         self, container: Container, cmd: list[str], user: str | None = None
     ) -> tuple[int, str]:
         """Run a command in a container; returns (exit code, combined output)."""
+        log.debug(
+            "exec in %s%s: %s", container.name, f" as {user}" if user else "", shlex.join(cmd)
+        )
         result = container.exec_run(cmd, user=user or "", demux=False)
         return result.exit_code, (result.output or b"").decode(errors="replace")
 
@@ -185,6 +263,7 @@ class Engine:
         self, container: Container, cmd: list[str], on_stderr: Callable[[str], None] | None = None
     ) -> tuple[int, bytes]:
         """Run a command; hand each stderr line to `on_stderr` as it comes; return (code, stdout)."""
+        log.debug("exec (streamed) in %s: %s", container.name, shlex.join(cmd))
         exec_id = self.client.api.exec_create(container.id, cmd)["Id"]
         out, pending = bytearray(), b""
         for stdout, stderr in self.client.api.exec_start(exec_id, stream=True, demux=True):
@@ -204,19 +283,23 @@ class Engine:
         """Remove every container, network and volume carrying this lab's label."""
         counts = {"containers": 0, "networks": 0, "volumes": 0}
         label = {"label": [f"{LABEL}={self.lab}"]}
+        log.debug("remove lab %s: list its containers, networks and volumes", self.lab)
         for c in self.client.containers.list(all=True, filters=label):
+            log.debug("remove container %s (and its volumes)", c.name)
             try:
                 c.remove(force=True, v=True)
                 counts["containers"] += 1
             except docker.errors.NotFound:
                 pass
         for n in self.client.networks.list(filters=label):
+            log.debug("remove network %s", n.name)
             try:
                 n.remove()
                 counts["networks"] += 1
             except docker.errors.NotFound:
                 pass
         for v in self.client.volumes.list(filters=label):
+            log.debug("remove volume %s", v.name)
             try:
                 v.remove(force=True)
                 counts["volumes"] += 1

@@ -1,10 +1,14 @@
 """Build the lab image: a Debian base made locally with mmdebstrap, then the one-image-three-roles
 lab image on top of it (or on top of `BASE_IMAGE`, any image with python3).
+
+Each build command it runs is logged at debug level to "knight.image".
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -20,6 +24,8 @@ from toolkit.settings import Settings
 from .engine import Engine
 
 __all__ = ["BASE_PACKAGES", "build_base", "build_image"]
+
+log = logging.getLogger("knight.image")
 
 Progress = Callable[[str], None]
 
@@ -40,6 +46,7 @@ def _ensure_mmdebstrap(say: Progress) -> str:
         )
     say("installing mmdebstrap with apt-get")
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "mmdebstrap"]):
+        log.debug("run %s", shlex.join(cmd))
         done = subprocess.run(
             cmd,
             capture_output=True,
@@ -73,11 +80,13 @@ def build_base(
         # A mirror can drop a connection mid-download; a second go usually gets through.
         for attempt in tenacity.Retrying(stop=tenacity.stop_after_attempt(3), reraise=True):
             with attempt:
+                log.debug("run %s", shlex.join(cmd))
                 done = subprocess.run(cmd, capture_output=True, text=True)
                 if done.returncode != 0:
                     raise KnightError(f"mmdebstrap failed: {done.stderr.strip()[-800:]}")
         repo, tag = settings.base_image.split(":", 1)
         say(f"docker import → {settings.base_image}")
+        log.debug("docker import %s as %s", tarball, settings.base_image)
         engine.client.api.import_image_from_file(
             str(tarball), repository=repo, tag=tag, changes=['CMD ["python3"]']
         )
@@ -105,6 +114,7 @@ def build_image(settings: Settings, engine: Engine, progress: Progress | None = 
     with tempfile.TemporaryDirectory(prefix="knight-image-") as tmp:
         _context(settings, Path(tmp))
         say(f"docker build {settings.image} (FROM {base})")
+        log.debug("docker build %s --tag %s --build-arg BASE_IMAGE=%s", tmp, settings.image, base)
         try:
             engine.client.images.build(
                 path=tmp,
@@ -116,12 +126,13 @@ def build_image(settings: Settings, engine: Engine, progress: Progress | None = 
                 pull=False,
             )
         except docker.errors.BuildError as exc:
-            log = "".join(
+            output = "".join(
                 str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log
             )
-            raise KnightError(f"docker build failed: {exc.msg}\n{log[-1500:]}") from None
+            raise KnightError(f"docker build failed: {exc.msg}\n{output[-1500:]}") from None
         except docker.errors.APIError as exc:
             raise KnightError(f"docker build failed: {exc.explanation or exc}") from None
     # Each rebuild leaves the previous lab image untagged: do not let them pile up.
+    log.debug("docker image prune (dangling, label knight.image=lab)")
     engine.client.images.prune(filters={"dangling": True, "label": "knight.image=lab"})
     return settings.image

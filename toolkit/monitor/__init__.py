@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .actions import Action, Kill, KillSwitch, Mailbox, Record
+from .actions import Action, KillRecord, KillSwitch, Mailbox, Record
 from .alert import Alert
 from .fleet import Fleet, NodeView, Sample, parse
 from .monitor import MAX_INTERVAL_S, Monitor, MonitorResult, ScrapeTarget
@@ -30,7 +30,7 @@ __all__ = [
     "Alert",
     "Finding",
     "Fleet",
-    "Kill",
+    "KillRecord",
     "KillSwitch",
     "Mailbox",
     "Monitor",

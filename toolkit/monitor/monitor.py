@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from toolkit.errors import ConfigError
 
-from .actions import Action, Kill
+from .actions import Action, KillRecord
 from .alert import Alert
 from .fleet import Fleet, NodeView, Sample, parse
 from .rule import Rule
@@ -44,7 +44,7 @@ class MonitorResult:
     stopped: float | None
     rounds: int
     alerts: list[Alert] = field(default_factory=list)
-    kills: list[Kill] = field(default_factory=list)
+    kills: list[KillRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def first_alert(self, action: str | None = None) -> Alert | None:
@@ -278,7 +278,7 @@ class Monitor:
             return list(self._alerts)
 
     @property
-    def kills(self) -> list[Kill]:
+    def kills(self) -> list[KillRecord]:
         return [k for a in self.actions for k in getattr(a, "kills", [])]
 
     def result(self) -> MonitorResult:

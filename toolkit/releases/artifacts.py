@@ -47,10 +47,16 @@ class Artifact:
         }
 
 
+def _path_bytes(path: str) -> bytes:
+    """A path's bytes as on disk: a name that is not UTF-8 keeps its raw bytes (os.fsdecode
+    turned them into surrogates), as the router and `sha256sum` see it."""
+    return path.encode("utf-8", "surrogateescape")
+
+
 def tree_hash(files: dict[str, str]) -> str:
     """SHA-256 over `<sha256>  <path>\\n` lines sorted by path (bytewise)."""
-    listing = "".join(f"{files[p]}  {p}\n" for p in sorted(files, key=lambda p: p.encode()))
-    return hashlib.sha256(listing.encode()).hexdigest()
+    listing = "".join(f"{files[p]}  {p}\n" for p in sorted(files, key=_path_bytes))
+    return hashlib.sha256(_path_bytes(listing)).hexdigest()
 
 
 def _release_json(release: Release) -> bytes:
@@ -69,9 +75,9 @@ def _tree_files(source: Path, release: Release) -> dict[str, bytes]:
     for path in sorted(source.rglob("*")):
         if path.is_symlink() or not path.is_file():
             continue
-        if "__pycache__" in path.parts or path.suffix == ".pyc":
-            continue
         rel = path.relative_to(source)
+        if "__pycache__" in rel.parts or path.name.endswith(".pyc"):
+            continue
         is_strategy = (
             rel.parts[0] == "strategies" and len(rel.parts) == 2 and rel.stem != "__init__"
         )
@@ -90,7 +96,7 @@ def _tarball(files: dict[str, bytes]) -> bytes:
             info = tarfile.TarInfo(d)
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
             tar.addfile(info)
-        for name in sorted(files, key=lambda p: p.encode()):
+        for name in sorted(files, key=_path_bytes):
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(files[name]), 0o644, 0
             tar.addfile(info, io.BytesIO(files[name]))

@@ -13,10 +13,15 @@ from pathlib import Path
 from toolkit.errors import ConfigError, ReleaseError
 from toolkit.yamlfile import load_yaml, where
 
-__all__ = ["Catalog", "Release", "load_catalog"]
+__all__ = ["FLAG_NAME", "VERSION", "Catalog", "Release", "load_catalog"]
 
-_VERSION = re.compile(r"\d+\.\d+\.\d+")
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+# The toolkit's one home for these two patterns: the flag registry and the experiment schema
+# import them from here. (The router and tests/infra keep their own copy of the name pattern on
+# purpose, for they import nothing from the toolkit: docs/protocol.md, "Copies kept on purpose".)
+#: A release version: MAJOR.MINOR.PATCH.
+VERSION = re.compile(r"\d+\.\d+\.\d+")
+#: A flag name, also the shape of a strategy name: lower case, digits and `_`, at most 64.
+FLAG_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ def _names(value: object, what: str, path: str, line: int | None) -> tuple[str, 
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{what} must be a list of names", path, line)
     for name in value:
-        if not _NAME.fullmatch(name):
+        if not FLAG_NAME.fullmatch(name):
             raise ConfigError(f"{what}: {name!r} is not a valid name", path, line)
     if len(set(value)) != len(value):
         raise ConfigError(f"{what}: a name appears twice", path, line)
@@ -73,7 +78,7 @@ def _names(value: object, what: str, path: str, line: int | None) -> tuple[str, 
 def _release(
     version: str, spec: object, path: str, line: int | None, strategies_known: set[str]
 ) -> Release:
-    if not _VERSION.fullmatch(version):
+    if not VERSION.fullmatch(version):
         raise ConfigError(
             f"release {version!r}: a version is MAJOR.MINOR.PATCH (quote it)", path, line
         )
@@ -109,7 +114,7 @@ def _release(
         )
     for name, meaning in flags.items():
         line_of = where(flags, name)
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
+        if not isinstance(name, str) or not FLAG_NAME.fullmatch(name):
             raise ConfigError(
                 f"release {version}: {name!r} is not a valid flag name", path, line_of
             )

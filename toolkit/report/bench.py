@@ -21,10 +21,13 @@ from typing import Any
 from toolkit.deploy.ansible import run_playbook
 from toolkit.deploy.operations import deploy, playbook_vars
 from toolkit.errors import KnightError
+from toolkit.experiments.loader import load_experiment
+from toolkit.experiments.run import run_experiment
 from toolkit.guards.sets import DEFAULT as DEFAULT_GUARDS
 from toolkit.guards.sets import GuardSet
 from toolkit.lab.lab import Lab
 from toolkit.lab.load import LoadSpec, run_echo, run_load
+from toolkit.monitor import watch
 
 __all__ = ["GOALS", "run_bench"]
 
@@ -128,9 +131,16 @@ def lab_figures(lab: Lab, say: Progress, orders: int = 100_000) -> dict[str, Any
 def deploy_figures(lab: Lab, say: Progress, target: str = "8.0.0") -> dict[str, Any]:
     """The guarded deploy beside a bare stage-and-flip and the 2012 manual one, in one run;
     then a guarded deploy under load, counted from the venue's execution log."""
+    figures = _deploy_rounds(lab, say, target)
+    figures |= _deploy_under_load(lab, say, target)
+    return figures
+
+
+def _deploy_rounds(lab: Lab, say: Progress, target: str) -> dict[str, Any]:
+    """Guarded, minimal and manual deploys, each DEPLOY_ROUNDS times, interleaved (so a slow
+    spell of the machine hits all three alike); the figures are medians, the skew's worst case
+    beside its median."""
     figures: dict[str, Any] = {}
-    # Each kind DEPLOY_ROUNDS times, interleaved (so a slow spell of the machine hits all
-    # three alike); the figures are medians, the skew's worst case beside its median.
     runs: dict[str, list[float]] = {"guarded": [], "minimal": [], "manual": []}
     skews: list[float] = []
     pauses: list[float] = []
@@ -164,7 +174,13 @@ def deploy_figures(lab: Lab, say: Progress, target: str = "8.0.0") -> dict[str, 
     figures["flip_skew_ms_max"] = max(skews)
     figures["intake_pause_ms"] = _median(pauses)
     figures["deploy_rounds"] = DEPLOY_ROUNDS
+    return figures
 
+
+def _deploy_under_load(lab: Lab, say: Progress, target: str) -> dict[str, Any]:
+    """A guarded deploy while orders flow: executions by the old release after the first by the
+    new (interleaved orders), the flip's skew and intake pause, and orders lost."""
+    figures: dict[str, Any] = {}
     lab.reset()
     account: dict[str, Any] = {}
     load = threading.Thread(
@@ -195,8 +211,6 @@ def guard_figures(lab: Lab, say: Progress, node: str = "smars-4") -> dict[str, A
     only signal is the runaway itself, not a meaning drift). detect_s: the first child order
     executed beyond its parent to the alert; kill_s: the alert to the last child order from any
     node; excess_shares_monitor_only: what got through. Knight needed about 45 minutes."""
-    from toolkit.monitor import watch
-
     lab.reset(GuardSet.of(["monitor"]))
     lab.wait_healthy(timeout=30)
     monitor = watch(lab, acting=True, out_dir=lab.settings.reports / "monitor" / "bench")
@@ -235,9 +249,6 @@ def guard_figures(lab: Lab, say: Progress, node: str = "smars-4") -> dict[str, A
 def chaos_figures(lab: Lab, say: Progress) -> dict[str, Any]:
     """The six runs of `make chaos` (three experiments, unsafe then guarded), lab resets
     included; and whether each showed what its file expects."""
-    from toolkit.experiments.model import load_experiment
-    from toolkit.experiments.run import run_experiment
-
     started = time.monotonic()
     met = {}
     for exp_id in ("skipped_node", "reused_flag", "rollback"):

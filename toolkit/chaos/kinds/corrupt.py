@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from toolkit.chaos.fault import Fault, repair
 from toolkit.lab.lab import Lab
-
-_HOME = "/opt/smars"
+from toolkit.lab.paths import SMARS_HOME
 
 
 class Corrupt(Fault):
@@ -15,7 +14,7 @@ class Corrupt(Fault):
 
     def inject(self) -> None:
         release = self.options["release"]
-        path = f"{_HOME}/releases/{release}/smars/wire.py"
+        path = f"{SMARS_HOME}/releases/{release}/smars/wire.py"
         self.lab.engine.exec(
             self.container, ["sh", "-c", f"[ -f {path} ] && echo '# corrupt' >> {path}"]
         )
@@ -32,7 +31,7 @@ def _drop_damaged(lab: Lab, container) -> bool:
     """Remove staged copies that carry the fault's mark, except the one running (a deploy
     stages a verified copy again)."""
     script = (
-        f"cd {_HOME}/releases && current=$(basename $(readlink {_HOME}/current)) && "
+        f"cd {SMARS_HOME}/releases && current=$(basename $(readlink {SMARS_HOME}/current)) && "
         'found=1 && for d in */; do d=${d%/}; [ "$d" = "$current" ] && continue; '
         'grep -q \'^# corrupt$\' "$d/smars/wire.py" 2>/dev/null && rm -rf "$d" && found=0; '
         "done; exit $found"

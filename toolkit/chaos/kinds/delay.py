@@ -11,8 +11,8 @@ from __future__ import annotations
 from toolkit.chaos.fault import Fault, repair
 from toolkit.errors import KnightError
 from toolkit.lab.lab import Lab
+from toolkit.lab.paths import PID_FILE
 
-_PID = "/run/smars/router.pid"
 # The loop marks itself with its own name so that undo and halt find it and nothing else.
 _LOOP = (
     "exec -a knight-delay sh -c 'while :; do p=$(cat {pid}); kill -STOP $p; sleep {stop}; "
@@ -32,8 +32,8 @@ class Delay(Fault):
         period = int(self.options.get("period_ms", 2 * ms))
         if not 1 <= ms < period <= 60_000:
             raise KnightError(f"delay: need 1 <= ms < period_ms <= 60000, not {self.options}")
-        loop = _LOOP.format(pid=_PID, stop=ms / 1000, run=(period - ms) / 1000)
-        self.container.exec_run(["bash", "-c", loop], detach=True)
+        loop = _LOOP.format(pid=PID_FILE, stop=ms / 1000, run=(period - ms) / 1000)
+        self.lab.engine.exec_detached(self.container, ["bash", "-c", loop])
 
     def undo(self) -> None:
         _clear(self.lab, self.container)
@@ -46,5 +46,5 @@ class Delay(Fault):
 def _clear(lab: Lab, container) -> bool:
     """Stop the loop and let the router run; True when a loop was found."""
     code, _ = lab.engine.exec(container, ["sh", "-c", _FIND])
-    lab.engine.exec(container, ["sh", "-c", _CLEAR.format(pid=_PID)])
+    lab.engine.exec(container, ["sh", "-c", _CLEAR.format(pid=PID_FILE)])
     return code == 0

@@ -11,4 +11,4 @@ class Kill(Stop):
     SUMMARY = "router killed (SIGKILL)"
 
     def inject(self) -> None:
-        self.container.kill()
+        self.lab.engine.kill(self.container)

@@ -12,7 +12,7 @@ class Partition(Fault):
     SUMMARY = "cut off the lab network"
 
     def inject(self) -> None:
-        self.lab.engine.client.networks.get(self.lab.settings.network).disconnect(self.container)
+        self.lab.engine.disconnect(self.lab.settings.network, self.container)
 
     def undo(self) -> None:
         _reconnect(self.lab, self.container, self.node)
@@ -27,8 +27,7 @@ class Partition(Fault):
 
 
 def _reconnect(lab: Lab, container, node: str) -> bool:
-    container.reload()
-    if lab.settings.network in container.attrs["NetworkSettings"]["Networks"]:
+    if lab.settings.network in lab.engine.networks_of(container):
         return False
-    lab.engine.client.networks.get(lab.settings.network).connect(container, aliases=[node])
+    lab.engine.connect(lab.settings.network, container, aliases=[node])
     return True

@@ -12,13 +12,12 @@ class Pause(Fault):
     SUMMARY = "container paused"
 
     def inject(self) -> None:
-        self.container.pause()
+        self.lab.engine.pause(self.container)
 
     def undo(self) -> None:
-        self.container.reload()
-        if self.container.status == "paused":
-            self.container.unpause()
+        if self.lab.engine.state(self.container) == "paused":
+            self.lab.engine.unpause(self.container)
 
     @classmethod
     def halt(cls, lab: Lab) -> list[str]:
-        return repair(lab, lambda c: c.unpause() or True, states=("paused",), role=None)
+        return repair(lab, lambda c: lab.engine.unpause(c) or True, states=("paused",), role=None)

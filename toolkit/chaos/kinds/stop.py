@@ -11,13 +11,12 @@ class Stop(Fault):
     SUMMARY = "container stopped"
 
     def inject(self) -> None:
-        self.container.stop(timeout=1)
+        self.lab.engine.stop(self.container, timeout=1)
 
     def undo(self) -> None:
-        self.container.reload()
-        if self.container.status != "running":
-            self.container.start()
+        if self.lab.engine.state(self.container) != "running":
+            self.lab.engine.start(self.container)
 
     @classmethod
     def halt(cls, lab: Lab) -> list[str]:
-        return repair(lab, lambda c: c.start() or True, states=("exited", "created"))
+        return repair(lab, lambda c: lab.engine.start(c) or True, states=("exited", "created"))

@@ -1,8 +1,9 @@
 """The activities an experiment's method and rollbacks are made of: the schema of each one's
-arguments, one module per activity (`deploy.py`, `flag.py`, ...), each defining `SPEC`.
+arguments, one module per activity (`deploy.py`, `flag.py`, ...), each defining `SPEC` and
+`act(run, args) -> StepOutcome`.
 
-Adding an activity means adding one module here; `ACTIVITIES` finds it. How an activity acts on
-the lab is the experiment runner's business, not this package's.
+Adding an activity means adding one module here; `ACTIVITIES` and `ACTIVITY_ACTS` find it. An
+activity acts on the lab through the run's shared state (`toolkit.experiments.state.RunState`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,23 @@ import pkgutil
 from collections.abc import Callable
 from typing import Any
 
-from .schema import Arg, ArgError, Context, Spec
+from toolkit.experiments.state import RunState
 
-__all__ = ["ACTIVITIES", "ACTIVITY_ACTS", "Arg", "ArgError", "Context", "Spec"]
+from .schema import Arg, ArgError, Context, Spec, StepOutcome
+
+__all__ = [
+    "ACTIVITIES",
+    "ACTIVITY_ACTS",
+    "Act",
+    "Arg",
+    "ArgError",
+    "Context",
+    "Spec",
+    "StepOutcome",
+]
+
+#: What an activity does: `act(run, args) -> StepOutcome`.
+Act = Callable[[RunState, dict[str, Any]], StepOutcome]
 
 
 def _discover() -> dict[str, Spec]:
@@ -31,8 +46,8 @@ def _discover() -> dict[str, Spec]:
 ACTIVITIES: dict[str, Spec] = _discover()
 
 
-def _acts() -> dict[str, Callable[..., Any]]:
-    found = {}
+def _acts() -> dict[str, Act]:
+    found: dict[str, Act] = {}
     for name in ACTIVITIES:
         module = importlib.import_module(f"{__name__}.{name}")
         found[name] = module.act
@@ -40,4 +55,4 @@ def _acts() -> dict[str, Callable[..., Any]]:
 
 
 #: Activity name -> what it does: `act(run, args) -> StepOutcome`.
-ACTIVITY_ACTS: dict[str, Callable[..., Any]] = _acts()
+ACTIVITY_ACTS: dict[str, Act] = _acts()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import REQUIRED, Arg, Spec, integer, node, text
+from toolkit.experiments.state import RunState
+
+from .schema import REQUIRED, Arg, Spec, StepOutcome, integer, node, text
 
 SPEC = Spec(
     name="alerts",
@@ -21,14 +23,12 @@ SPEC = Spec(
 )
 
 
-def act(run: Any, args: dict[str, Any]) -> Any:
+def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     """The pre-open messages. In 2012 they came from SMARS before the open, about Power Peg,
     because the launch configuration met the old code. Here: the fleet's flags file is pushed
     with flag_7 declared as RLP (still off), and each node re-reads it `count` times; a node
     whose code gives flag_7 another meaning logs an error each time (smars_errors_total), which
     the monitor sees as an error burst. Nodes whose code agrees say nothing."""
-    from toolkit.experiments.run import StepOutcome
-
     lab = run.lab
     targets = [args["node"]] if args["node"] else lab.settings.node_names
     flags = lab.baseline_flags()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import REQUIRED, Arg, Spec, text
+from toolkit.experiments.state import RunState
+
+from .schema import REQUIRED, Arg, Spec, StepOutcome, text
 
 SPEC = Spec(
     name="day",
@@ -13,7 +15,5 @@ SPEC = Spec(
 )
 
 
-def act(run: Any, args: dict[str, Any]) -> Any:
-    from toolkit.experiments.run import StepOutcome
-
+def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     return StepOutcome("done")  # the step's label says it all

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from toolkit.deploy.operations import deploy
+from toolkit.experiments.rollout import deploy_targets
+from toolkit.experiments.state import RunState
+
 from .schema import (
     REQUIRED,
     Arg,
     ArgError,
     Context,
     Spec,
+    StepOutcome,
     check_skip_apart_from_nodes,
     choice,
     integer,
@@ -52,14 +57,10 @@ SPEC = Spec(
 )
 
 
-def act(run: Any, args: dict[str, Any]) -> Any:
+def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     """With the atomic guard: one all-or-none deploy of the whole fleet (a skipped node makes it
     a partial fleet, refused; a rollout stopped half way cannot happen). Without it: the nodes
     this step reaches, one after another, as the file says."""
-    from toolkit.deploy.operations import deploy
-    from toolkit.experiments.model import deploy_targets
-    from toolkit.experiments.run import StepOutcome
-
     release = args["release"]
     lab = run.lab
     running = {n.name: n.release for n in lab.status().nodes}
@@ -73,7 +74,7 @@ def act(run: Any, args: dict[str, Any]) -> Any:
         result = deploy(lab, release, skip=skip, guards=run.guards)
     else:
         fleet = lab.settings.node_names
-        targets = deploy_targets(_Step(args), fleet, running)
+        targets = deploy_targets(args, fleet, running)
         skip = [n for n in fleet if n not in targets]
         if not targets:
             return StepOutcome("done", f"every node already on {release}")
@@ -88,10 +89,3 @@ def act(run: Any, args: dict[str, Any]) -> Any:
     if kept:
         detail += f"; still elsewhere: {', '.join(kept)}"
     return StepOutcome("done", detail)
-
-
-class _Step:
-    """The shape deploy_targets reads (an Activity's args)."""
-
-    def __init__(self, args: dict[str, Any]) -> None:
-        self.args = args

@@ -7,7 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import REQUIRED, Arg, ArgError, Context, Spec, choice, integer, node, number, release
+from toolkit.chaos.kinds import make
+from toolkit.experiments.state import RunState, undo_fault
+
+from .schema import (
+    REQUIRED,
+    Arg,
+    ArgError,
+    Context,
+    Spec,
+    StepOutcome,
+    choice,
+    integer,
+    node,
+    number,
+    release,
+)
 
 KINDS = ("kill", "stop", "pause", "partition", "delay", "corrupt")
 
@@ -35,11 +50,8 @@ SPEC = Spec(
 )
 
 
-def act(run: Any, args: dict[str, Any]) -> Any:
+def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     """Inject the fault; its undo runs after `duration_s`, or at the end of the run."""
-    from toolkit.chaos.kinds import make
-    from toolkit.experiments.run import StepOutcome, undo_fault
-
     options: dict[str, Any] = {}
     if args["kind"] == "delay":
         options["ms"] = args["delay_ms"]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import REQUIRED, Arg, Spec, flag_name, switch, text
+from toolkit.deploy.operations import flag
+from toolkit.experiments.state import RunState
+
+from .schema import REQUIRED, Arg, Spec, StepOutcome, flag_name, switch, text
 
 SPEC = Spec(
     name="flag",
@@ -19,12 +22,9 @@ SPEC = Spec(
 )
 
 
-def act(run: Any, args: dict[str, Any]) -> Any:
+def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     """Set the flag across the fleet. Turning a flag on is where the damage of a mixed fleet
     starts, so the run marks it as the fault (times to detect and kill count from it)."""
-    from toolkit.deploy.operations import flag
-    from toolkit.experiments.run import StepOutcome
-
     on = bool(args["value"])  # the schema's switch: True for on
     result = flag(run.lab, args["name"], on, args["meaning"], guards=run.guards)
     if result.status == "refused":

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import Spec
+from toolkit.deploy.operations import killswitch
+from toolkit.experiments.state import RunState
+
+from .schema import Spec, StepOutcome
 
 SPEC = Spec(name="kill", summary="Pull the kill switch on every node.")
 
 
-def act(run: Any, args: dict[str, Any]) -> Any:
+def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     """The kill switch on every node, through the killswitch playbook."""
-    from toolkit.deploy.operations import killswitch
-    from toolkit.experiments.run import StepOutcome
-
     result = killswitch(run.lab, True)
     if run.phase == "method":
         run.kill_times.append(run.journal.elapsed())

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import Arg, Spec, boolean, integer, nodes, number
+from toolkit.errors import KnightError
+from toolkit.experiments.state import RunState
+from toolkit.lab.load import LoadSpec, run_load
+
+from .schema import Arg, Spec, StepOutcome, boolean, integer, nodes, number
 
 SPEC = Spec(
     name="load",
@@ -20,17 +24,13 @@ SPEC = Spec(
 )
 
 
-def act(run: Any, args: dict[str, Any]) -> Any:
+def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     return send(run, args, "load")
 
 
-def send(run: Any, args: dict[str, Any], what: str) -> Any:
+def send(run: RunState, args: dict[str, Any], what: str) -> StepOutcome:
     """Parent orders through the load generator (in the client container); in the background,
     the next steps run meanwhile and the account is collected before the last probes."""
-    from toolkit.errors import KnightError
-    from toolkit.experiments.run import StepOutcome
-    from toolkit.lab.load import LoadSpec, run_load
-
     spec = LoadSpec(
         nodes=tuple(args.get("nodes") or ()),
         rate=args["rate"],

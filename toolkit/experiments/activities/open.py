@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import Arg, Spec, boolean, integer, number
+from toolkit.experiments.state import RunState
+
+from .load import send
+from .schema import Arg, Spec, StepOutcome, boolean, integer, number
 
 SPEC = Spec(
     name="open",
@@ -22,7 +25,5 @@ SPEC = Spec(
 )
 
 
-def act(run: Any, args: dict[str, Any]) -> Any:
-    from .load import send
-
+def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     return send(run, args, "open")

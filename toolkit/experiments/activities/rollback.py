@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import Arg, Spec, check_skip_apart_from_nodes, nodes, release
+from toolkit.deploy.operations import rollback
+from toolkit.experiments.rollout import rollback_targets
+from toolkit.experiments.state import RunState
+
+from .schema import Arg, Spec, StepOutcome, check_skip_apart_from_nodes, nodes, release
 
 SPEC = Spec(
     name="rollback",
@@ -18,17 +22,14 @@ SPEC = Spec(
 )
 
 
-def act(run: Any, args: dict[str, Any]) -> Any:
+def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     """Roll back: with the rollback guard the planner decides first; with the atomic guard the
     whole fleet goes back at once (nodes already on the target are no partial fleet)."""
-    from toolkit.deploy.operations import rollback
-    from toolkit.experiments.run import StepOutcome
-
     lab = run.lab
     target = args["to"] or lab.catalog.baseline
     running = {n.name: n.release for n in lab.status().nodes}
     fleet = lab.settings.node_names
-    chosen = [n for n in fleet if n in (args["nodes"] or fleet) and n not in args["skip"]]
+    chosen = rollback_targets(args, fleet)
     skip = [n for n in fleet if n not in chosen]
     if run.guards.atomic:
         skip = [n for n in skip if running.get(n) != target]

@@ -1,4 +1,5 @@
-"""The rules an activity's arguments are checked with: value kinds, `Arg` and `Spec`.
+"""The rules an activity's arguments are checked with (value kinds, `Arg` and `Spec`), and what
+a step reports back when it has acted (`StepOutcome`).
 
 A kind is a function `(value, context) -> normalised value` that raises `ArgError` with a short
 reason; the experiment loader adds the file and line. Nothing here touches the lab.
@@ -6,10 +7,11 @@ reason; the experiment loader adds the file and line. Nothing here touches the l
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from toolkit.releases.catalog import FLAG_NAME, VERSION
 
 __all__ = [
     "REQUIRED",
@@ -18,6 +20,7 @@ __all__ = [
     "Context",
     "Kind",
     "Spec",
+    "StepOutcome",
     "boolean",
     "choice",
     "flag_name",
@@ -29,9 +32,6 @@ __all__ = [
     "switch",
     "text",
 ]
-
-_VERSION = re.compile(r"\d+\.\d+\.\d+")
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class ArgError(ValueError):
@@ -75,6 +75,15 @@ class Spec:
     summary: str
     args: dict[str, Arg] = field(default_factory=dict)
     check: Callable[[dict[str, Any], Context], None] | None = None
+
+
+@dataclass
+class StepOutcome:
+    """What one step did: `done`, `refused` (a guard said no; `guard` names it) or `failed`."""
+
+    status: str
+    detail: str = ""
+    guard: str | None = None
 
 
 def text(value: Any, ctx: Context) -> str:
@@ -154,7 +163,7 @@ def nodes(value: Any, ctx: Context) -> tuple[str, ...]:
 def release(value: Any, ctx: Context) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         raise ArgError(f"release {value!r} reads as a number: quote it")
-    if not isinstance(value, str) or not _VERSION.fullmatch(value):
+    if not isinstance(value, str) or not VERSION.fullmatch(value):
         raise ArgError(f"{value!r} is not a release (MAJOR.MINOR.PATCH)")
     if ctx.releases and value not in ctx.releases:
         raise ArgError(f"unknown release {value!r} (known: {', '.join(ctx.releases)})")
@@ -162,7 +171,7 @@ def release(value: Any, ctx: Context) -> str:
 
 
 def flag_name(value: Any, ctx: Context) -> str:
-    if not isinstance(value, str) or not _NAME.fullmatch(value):
+    if not isinstance(value, str) or not FLAG_NAME.fullmatch(value):
         raise ArgError(f"{value!r} is not a flag name (a-z, 0-9, _)")
     return value
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .schema import REQUIRED, Arg, Spec, number
+from toolkit.experiments.state import RunState
+
+from .schema import REQUIRED, Arg, Spec, StepOutcome, number
 
 SPEC = Spec(
     name="wait",
@@ -13,9 +15,7 @@ SPEC = Spec(
 )
 
 
-def act(run: Any, args: dict[str, Any]) -> Any:
-    from toolkit.experiments.run import StepOutcome
-
+def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     if not run.sleep(args["seconds"]):
         return StepOutcome("done", "cut short by an abort condition")
     return StepOutcome("done")

@@ -11,11 +11,11 @@ from typing import Protocol
 
 from toolkit.monitor.alert import Alert
 
-from .kill_switch import Kill, KillSwitch
+from .kill_switch import KillRecord, KillSwitch
 from .mailbox import Mailbox
 from .record import Record
 
-__all__ = ["Action", "Kill", "KillSwitch", "Mailbox", "Record"]
+__all__ = ["Action", "KillRecord", "KillSwitch", "Mailbox", "Record"]
 
 
 class Action(Protocol):

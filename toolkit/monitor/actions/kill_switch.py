@@ -14,7 +14,7 @@ from toolkit.monitor.alert import Alert
 
 from .record import Record
 
-__all__ = ["Kill", "KillSwitch", "Killable"]
+__all__ = ["KillRecord", "KillSwitch", "Killable"]
 
 
 class Killable(Protocol):
@@ -26,7 +26,7 @@ class Killable(Protocol):
 
 
 @dataclass
-class Kill:
+class KillRecord:
     """One use of the kill switch: when it started, when the last node answered, what each
     node answered (`{"ok", "t", "answer"}` or `{"ok": false, "t", "error"}`)."""
 
@@ -53,7 +53,7 @@ class KillSwitch:
         self.nodes = list(nodes)
         self.record = record
         self.clock = clock
-        self.kills: list[Kill] = []
+        self.kills: list[KillRecord] = []
         # Started now, not at the alert: threads ready when the kill has to be fast.
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, len(self.nodes)), thread_name_prefix="kill"
@@ -64,11 +64,11 @@ class KillSwitch:
         if trigger:
             self.kill(trigger)
 
-    def kill(self, trigger: list[str]) -> Kill:
+    def kill(self, trigger: list[str]) -> KillRecord:
         t = self.clock()
         futures = {node.name: self._pool.submit(self._one, node) for node in self.nodes}
         answers = {name: f.result() for name, f in futures.items()}
-        kill = Kill(t=t, done=self.clock(), trigger=trigger, nodes=answers)
+        kill = KillRecord(t=t, done=self.clock(), trigger=trigger, nodes=answers)
         self.kills.append(kill)
         if self.record is not None:
             self.record.write("kill", kill.to_json())

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.errors import ConfigError
-from toolkit.experiments.model import load_experiment, parse_sets
+from toolkit.experiments.loader import load_experiment, parse_sets
 
 FLEET = tuple(f"smars-{i}" for i in range(1, 9))
 RELEASES = ("7.1.0", "8.0.0", "8.0.1")

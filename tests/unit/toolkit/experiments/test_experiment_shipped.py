@@ -1,4 +1,4 @@
-"""The shipped experiments: they load, they re-enact what DESIGN.md says, and `--set node=...`
+"""The shipped experiments: they load, they re-enact the incident as experiments/README.md tells it, and `--set node=...`
 reaches everywhere (nothing in them is tied to smars-8 but the default)."""
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.experiments.activities import ACTIVITIES
-from toolkit.experiments.model import list_experiments, load_experiment
+from toolkit.experiments.loader import list_experiments, load_experiment
 from toolkit.settings import Settings
 
 S = Settings()

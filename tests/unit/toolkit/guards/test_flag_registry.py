@@ -1,4 +1,4 @@
-"""The flag registry: the shipped file lints as DESIGN.md requires, each rule finds its problem,
+"""The flag registry: the shipped file lints clean, each rule finds its problem,
 and each mistake in the file names its file and line."""
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 
 from toolkit.errors import KnightError, ReleaseError
 from toolkit.guards.rollback_plan import RollbackRefused, check, plan_rollback
-from toolkit.lab.lab import NodeStatus
+from toolkit.lab.status import NodeStatus
 from toolkit.releases.catalog import load_catalog
 from toolkit.settings import Settings
 

@@ -1,4 +1,5 @@
-"""The release catalog: the shipped one is what DESIGN.md describes; mistakes name file and line."""
+"""The release catalog: the shipped one holds the three releases of the 2012 story; mistakes name file
+and line."""
 
 from pathlib import Path
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from toolkit.report.build import fmt_int, fmt_seconds, fmt_usd
+from toolkit.report.format import fmt_int, fmt_seconds, fmt_usd
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,15 @@
+"""Paths inside a router node (docs/protocol.md, "Node layout"): the one home for them, used by
+the lab's specs and baseline primitives and by the chaos kinds."""
+
+from __future__ import annotations
+
+__all__ = ["PENDING_FILE", "PID_FILE", "SMARS_ETC", "SMARS_HOME"]
+
+#: The releases (`releases/<version>/`) and the `current` symlink to the one that runs.
+SMARS_HOME = "/opt/smars"
+#: The node's settings: router.json, flags.json, fleet.json, guards.json.
+SMARS_ETC = "/etc/smars"
+#: The router's pid (a warm switch gives the router a new one).
+PID_FILE = "/run/smars/router.pid"
+#: A guarded flip not yet confirmed: the release to go back to.
+PENDING_FILE = "/var/lib/smars/switch.pending"

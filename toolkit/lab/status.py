@@ -1,0 +1,131 @@
+"""The lab's status as `knight lab status` shows it: `NodeStatus` and `LabStatus`, and how they
+are read from the containers and the routers' and the venue's admin APIs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from docker.models.containers import Container
+
+from toolkit.errors import LabError
+from toolkit.settings import Settings
+
+from .admin import AdminClient
+from .engine import Engine
+
+__all__ = ["LabStatus", "NodeStatus", "node_status", "plain_status", "venue_status"]
+
+
+@dataclass
+class NodeStatus:
+    """One router node as the lab sees it (the `nodes` entries of `knight lab status --json`)."""
+
+    name: str
+    container: str
+    state: str
+    release: str | None = None
+    tree: str | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+    healthy: bool = False
+    trading: str | None = None
+    intake: str | None = None
+    config_hash: str | None = None
+    flags_error: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class LabStatus:
+    """The whole lab: its names, the venue, the client, the artifact repository and every node."""
+
+    lab: str
+    network: str
+    image: str
+    venue: dict[str, Any]
+    client: dict[str, Any]
+    artifacts: dict[str, Any]
+    nodes: list[NodeStatus]
+
+    @property
+    def up(self) -> bool:
+        return (
+            bool(self.nodes)
+            and all(n.healthy for n in self.nodes)
+            and self.venue.get("healthy", False)
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lab": self.lab,
+            "network": self.network,
+            "image": self.image,
+            "up": self.up,
+            "venue": self.venue,
+            "client": self.client,
+            "artifacts": self.artifacts,
+            "nodes": [asdict(n) for n in self.nodes],
+        }
+
+
+def node_status(engine: Engine, settings: Settings, token: str, container: Container) -> NodeStatus:
+    """A router node's status: its container's state, then what its admin API reports."""
+    name = container.labels.get("knight.node", container.name)
+    st = NodeStatus(name=name, container=container.name, state=container.status)
+    if container.status != "running":
+        st.error = f"container {container.status}"
+        return st
+    try:
+        admin = AdminClient(
+            name, engine.host_port(container, settings.admin_port), token, timeout=1.5
+        )
+        version = admin.get("/version")
+        health = admin.request("GET", "/health", auth=False)
+    except LabError as exc:
+        st.error = str(exc)
+        return st
+    st.release = version.get("release")
+    st.tree = version.get("tree")
+    st.flags = version.get("flags") or {}
+    st.trading = version.get("trading")
+    st.intake = version.get("intake")
+    st.config_hash = version.get("config_hash")
+    st.flags_error = version.get("flags_error")
+    st.healthy = health.status == 200
+    if not st.healthy:
+        st.error = f"unhealthy: {health.body}"
+    return st
+
+
+def plain_status(engine: Engine, settings: Settings, role: str) -> dict[str, Any]:
+    """A container's name and state (`missing` when there is none)."""
+    c = engine.get(settings.container(role))
+    return {"container": settings.container(role), "state": c.status if c else "missing"}
+
+
+def venue_status(
+    engine: Engine, settings: Settings, venue_admin: Callable[..., AdminClient]
+) -> dict[str, Any]:
+    """The venue's container state and, when it answers, its run's figures and connected nodes;
+    `venue_admin(timeout=...)` gives its admin client."""
+    info = plain_status(engine, settings, "venue")
+    info["healthy"] = False
+    if info["state"] != "running":
+        return info
+    try:
+        stats = venue_admin(timeout=1.5).get("/stats")
+    except LabError as exc:
+        info["error"] = str(exc)
+        return info
+    info["healthy"] = True
+    info.update(
+        {
+            k: stats.get(k)
+            for k in ("run", "messages", "cap", "capped", "executions", "excess_shares")
+        }
+    )
+    info["connected"] = sorted(
+        n for n, v in (stats.get("nodes") or {}).items() if v.get("connected")
+    )
+    return info
