@@ -10,6 +10,11 @@ switch costs no interpreter start. Without a standby the router re-executes itse
 It passes the signals Docker and the operators send (TERM, INT, HUP, USR2) on to its children,
 reaps every router that ends, and exits with the status of the last one. Standard library only,
 and it does nothing between those events: the CPU belongs to the routers.
+
+Before the first router runs any code of TREE, routerd checks it: a release folder
+(`releases/MAJOR.MINOR.PATCH`, whatever link or pending marker led to it) holding only what its
+tree hash covers (no bytecode, no symlink: Python would run them unseen). The router starts
+with PYTHONDONTWRITEBYTECODE=1 (as -B), so Python writes no bytecode into the tree either.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import socket
+import stat
 import sys
 from datetime import UTC, datetime
 
-__all__ = ["SUPERVISED_ENV", "children", "main", "proc_stat"]
+__all__ = ["SUPERVISED_ENV", "children", "main", "proc_stat", "tree_problem"]
 
 #: Set for the routers this process keeps: they may hand over to a standby and exit.
 SUPERVISED_ENV = "SMARS_SUPERVISED"
@@ -31,6 +38,8 @@ _PR_SET_CHILD_SUBREAPER = 36
 _FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
 _STOPPING = (signal.SIGTERM, signal.SIGINT)
 _USAGE = "usage: python3 -S -P routerd.py RELEASE_TREE [ROUTER ARGS...]"
+#: A release folder's name (smars/release.py VERSION: routerd imports nothing from a release).
+_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 
 
 def _log(level: str, event: str, **fields: object) -> None:
@@ -85,6 +94,53 @@ def children(parent: int | None = None) -> list[int]:
     return found
 
 
+def _refusal(name: str, mode: int) -> str | None:
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if name == "__pycache__" or name.endswith(".pyc"):
+        return "bytecode"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "neither a file nor a folder"
+    return None
+
+
+def tree_problem(tree: str) -> str | None:
+    """The first entry (bytewise) of `tree` that a release tree may not hold, and why; None
+    when it holds only files and folders its hash covers. A copy of the rule of smars/release.py
+    (docs/protocol.md, "Copies kept on purpose"), refusal only."""
+    refused: list[tuple[bytes, str]] = []
+    for directory, subdirs, names in os.walk(tree):
+        descend = []
+        for name in subdirs + names:
+            path = os.path.join(directory, name)
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError as e:
+                return f"{path}: unreadable: {e.strerror}"
+            why = _refusal(name, mode)
+            if why:
+                refused.append((os.fsencode(path), f"{path}: {why}"))
+            elif stat.S_ISDIR(mode):
+                descend.append(name)
+        subdirs[:] = descend
+    if not refused:
+        return None
+    refused.sort()
+    more = f" ({len(refused) - 1} more)" if len(refused) > 1 else ""
+    return f"{refused[0][1]}: a release tree holds only the files its hash covers{more}"
+
+
+def _refuse(tree: str) -> str | None:
+    """Why routerd will not start a router from `tree`, or None."""
+    if not os.path.isfile(os.path.join(tree, "smars", "__main__.py")):
+        return f"{tree}: not a release tree (no smars/__main__.py)"
+    folder = os.path.realpath(tree)
+    parent, name = os.path.split(folder)
+    if not _VERSION.fullmatch(name) or os.path.basename(parent) != "releases":
+        return f"{tree}: not a release folder (releases/MAJOR.MINOR.PATCH)"
+    return tree_problem(folder)
+
+
 class Keeper:
     def __init__(self, tree: str, args: list[str]) -> None:
         self.tree = tree
@@ -92,7 +148,8 @@ class Keeper:
         self.stopping: signal.Signals | None = None
 
     def start(self, supervised: bool) -> int:
-        env = dict(os.environ, PYTHONPATH=self.tree)
+        # No bytecode written into the release tree (one that holds any is refused).
+        env = dict(os.environ, PYTHONPATH=self.tree, PYTHONDONTWRITEBYTECODE="1")
         if supervised:
             env[SUPERVISED_ENV] = "1"
         else:
@@ -138,10 +195,12 @@ def main(argv: list[str]) -> int:
         print(_USAGE, file=sys.stderr)
         return 0 if argv else 2
     tree, *args = argv
-    if not os.path.isfile(os.path.join(tree, "smars", "__main__.py")):
-        print(f"routerd: {tree}: not a release tree (no smars/__main__.py)", file=sys.stderr)
+    problem = _refuse(tree)
+    if problem:
+        print(f"routerd: {problem}", file=sys.stderr)
         return 78
-    return Keeper(tree, args).run()
+    # The folder checked, resolved: every module of the router comes from it.
+    return Keeper(os.path.realpath(tree), args).run()
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import operator
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -172,10 +175,13 @@ def release() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the artifacts as JSON.")
 def release_build(versions: tuple[str, ...], as_json: bool) -> None:
     """Build VERSIONS (default: every release of router_image/releases.yaml) into dist/releases/."""
+    from .deploy.operations import check_version
     from .releases.artifacts import build
     from .releases.catalog import load_catalog
     from .settings import load_settings
 
+    for version in versions:
+        check_version(version)
     s = load_settings()
     catalog = load_catalog(s.catalog_path, s.router_source)
     built = [build(catalog, v, s.router_source, s.dist) for v in (versions or catalog.versions)]
@@ -253,8 +259,12 @@ def lab_status(as_json: bool) -> None:
 @lab.command("reset")
 def lab_reset() -> None:
     """Put every node back on the baseline release and flags, trading, intake open; new venue run."""
+    from .chaos.kinds import halt_all
+
     lab_ = _lab()
     with _progress("resetting the lab") as say:
+        undone = {kind: nodes for kind, nodes in halt_all(lab_).items() if nodes}
+        say(f"faults undone: {undone or 'none'}")
         lab_.reset()
         say("baseline restored")
     _print_status(lab_.status())
@@ -337,25 +347,36 @@ def _print_status(status) -> None:
 
 
 # -- load --------------------------------------------------------------------------------------
+class _Finite(click.FloatRange):
+    """A number in a range, and finite: click's FloatRange lets `nan` through (it fails no
+    comparison), and no rate, duration or share is `nan` or `inf`."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
 @main.command()
 @click.option("--node", "nodes", multiple=True, help="Send to this node (repeat; default: all).")
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0),
+    type=_Finite(min=0),
     default=200.0,
     show_default=True,
     help="Parent orders per second over all targets (0: as fast as the window allows).",
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0.1, max=3600),
+    type=_Finite(min=0.1, max=3600),
     default=5.0,
     show_default=True,
     help="Seconds of sending.",
 )
 @click.option(
     "--rlp-share",
-    type=click.FloatRange(0, 1),
+    type=_Finite(0, 1),
     default=0.0,
     show_default=True,
     help="Fraction of orders in the Retail Liquidity Program.",
@@ -372,8 +393,11 @@ def load(
     nodes: tuple[str, ...], rate: float, duration: float, rlp_share: float, qty: int, as_json: bool
 ) -> None:
     """Send parent orders from the client container and account for every one of them."""
+    from .deploy.operations import check_node_name
     from .lab.load import LoadSpec, run_load
 
+    for node in nodes:
+        check_node_name(node)
     lab_ = _lab()
     spec = LoadSpec(nodes=nodes, rate=rate, duration_s=duration, rlp_share=rlp_share, qty=qty)
     with _progress("sending orders", quiet=as_json) as say:
@@ -460,8 +484,12 @@ def deploy_cmd(
     installed host by host as in 2012. The flags guard refuses a release that fails
     `knight flags lint`; fencing writes the fleet manifest to every node.
     """
-    from .deploy.operations import deploy
+    from .deploy.operations import check_node_name, check_version, deploy
 
+    # Checked before anything else (the API checks again): a bad value is exit 2, nothing ran.
+    check_version(version)
+    for node in skip:
+        check_node_name(node)
     guards = _guards(guards_text, unsafe)
     lab_ = _lab()
     with _progress(f"deploying {version}", quiet=as_json) as say:
@@ -485,8 +513,10 @@ def rollback_cmd(to: str | None, unsafe: bool, guards_text: str | None, as_json:
     means something else (2012: flag_7 on, meaning RLP, back onto Power Peg code) is refused,
     and the safe sequence is printed.
     """
-    from .deploy.operations import rollback
+    from .deploy.operations import check_version, rollback
 
+    if to is not None:
+        check_version(to)
     guards = _guards(guards_text, unsafe)
     lab_ = _lab()
     with _progress("rolling back", quiet=as_json) as say:
@@ -521,8 +551,11 @@ def flags_set(
     With the flags guard, turning it on is refused when any node's code gives the flag another
     meaning than the declared one.
     """
-    from .deploy.operations import flag
+    from .deploy.operations import check_flag_name, check_meaning, flag
 
+    check_flag_name(name)
+    if meaning is not None:
+        check_meaning(meaning)
     guards = _guards(guards_text, unsafe)
     lab_ = _lab()
     with _progress(f"flag {name} {value}", quiet=as_json) as say:
@@ -546,10 +579,13 @@ def flags_set(
 def flags_lint(release: str | None, registry_path: Path | None, as_json: bool) -> None:
     """Check the flag registry against the release catalog and the router source: no reused
     name, no expired, unregistered or retired flag (exit 1 when a problem is found)."""
+    from .deploy.operations import check_version
     from .guards.flag_registry import lint, load_registry
     from .releases.catalog import load_catalog
     from .settings import load_settings
 
+    if release is not None:
+        check_version(release)
     s = load_settings()
     registry = load_registry(registry_path or s.registry_path)
     report = lint(registry, load_catalog(s.catalog_path, s.router_source), release)
@@ -616,7 +652,7 @@ def resume_cmd(as_json: bool) -> None:
 )
 @click.option(
     "--duration",
-    type=click.FloatRange(min=0.1),
+    type=_Finite(min=0.1),
     help="Watch this many seconds (default: until Ctrl-C).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the alerts and kills as JSON.")
@@ -776,15 +812,37 @@ def experiment_matrix(ids: str | None, as_json: bool) -> None:
     lab_ = _lab()
     with _progress("matrix", quiet=as_json) as say:
         matrix = run_matrix(lab_, chosen, say=say)
+    met = _matrix_expectations(matrix.journals)
+    missed = [f"{e} with {c}" for e, row in met.items() for c, ok in row.items() if ok is False]
     if as_json:
-        _emit_json(matrix.to_json())
-        return
-    table = Table("experiment", *matrix.columns, title="excess shares by guard set")
-    for exp_id, row in matrix.cells.items():
-        table.add_row(
-            exp_id, *(f"{row[c]:,}" if row.get(c) is not None else "-" for c in matrix.columns)
-        )
-    out.print(table)
+        _emit_json(matrix.to_json() | {"expectations_met": met})
+    else:
+        table = Table("experiment", *matrix.columns, title="excess shares by guard set")
+        for exp_id, row in matrix.cells.items():
+            table.add_row(
+                exp_id, *(f"{row[c]:,}" if row.get(c) is not None else "-" for c in matrix.columns)
+            )
+        out.print(table)
+        if missed:
+            out.print(f"[red]expectations NOT met: {', '.join(missed)}[/red]", highlight=False)
+    sys.exit(1 if missed else 0)
+
+
+def _matrix_expectations(journals: dict[str, dict[str, str]]) -> dict[str, dict[str, bool | None]]:
+    """experiment -> column -> whether the run met its file's expectations: true or false where
+    the column's guards are its mode's own (none, all), null where they are not (one guard
+    alone: measured, not judged). A journal that cannot be read counts as not met."""
+    from .experiments.journal import JournalError, read_journal
+
+    met: dict[str, dict[str, bool | None]] = {}
+    for exp_id, row in journals.items():
+        for column, path in row.items():
+            try:
+                ok = read_journal(Path(path)).get("expectations_met")
+            except JournalError:
+                ok = False
+            met.setdefault(exp_id, {})[column] = ok
+    return met
 
 
 @main.command("report")
@@ -814,11 +872,17 @@ def report_cmd(as_json: bool) -> None:
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def verify_cmd(release: str | None, pytest_args: tuple[str, ...]) -> None:
     """Run the testinfra suite (tests/infra) on every node: release, tree hash, flags, ports,
-    user, throughput floor, and one fleet-wide check that names each node that differs."""
+    user, throughput floor, and one fleet-wide check that names each node that differs.
+    The exit code is pytest's own (0 passed, 1 a test failed, 2 interrupted, 4 usage error, 5 no
+    test collected)."""
+    from .deploy.operations import check_version
     from .deploy.verify import verify
 
+    if release is not None:
+        check_version(release)
     result = verify(_lab(), release, list(pytest_args))
-    sys.exit(0 if result.ok else 1)
+    # A pytest ended by a signal exits as a shell would report it: 128 + the signal.
+    sys.exit(result.returncode if result.returncode >= 0 else 128 - result.returncode)
 
 
 @main.command("faults")
@@ -860,9 +924,12 @@ def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2) + "\n")
     out.print(
-        f"{doc['schedules']} schedules: {doc['mixed_end_states']} mixed end states, "
-        f"{doc['lost_orders']} lost orders; statuses {doc['statuses']} — written to {path}"
+        f"{doc['schedules']} schedules{' (interrupted)' if campaign.interrupted else ''}: "
+        f"{doc['mixed_end_states']} mixed end states, {doc['lost_orders']} lost orders; "
+        f"statuses {doc['statuses']} — written to {path}"
     )
+    if campaign.interrupted:
+        sys.exit(130)
     sys.exit(0 if campaign.mixed == 0 and campaign.lost_orders == 0 else 1)
 
 
@@ -881,7 +948,8 @@ def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
     multiple=True,
     help="Measure only these parts (default: all).",
 )
-def bench(json_path: Path | None, only: tuple[str, ...]) -> None:
+@click.option("--check", is_flag=True, help="Exit 1 when a figure measured misses its goal.")
+def bench(json_path: Path | None, only: tuple[str, ...], check: bool) -> None:
     """Measure the lab's performance figures, each as a ratio within one run."""
     from .report.bench import run_bench
 
@@ -893,9 +961,43 @@ def bench(json_path: Path | None, only: tuple[str, ...]) -> None:
         )
     table = Table("figure", "value", "goal")
     for name, entry in figures.items():
-        table.add_row(name, str(entry.get("value")), entry.get("goal", ""))
+        table.add_row(name, escape(str(entry.get("value"))), escape(entry.get("goal") or ""))
     out.print(table)
     out.print(f"written to {path}")
+    if not check:
+        return
+    missed = [
+        f"{name} {entry.get('value')} (goal {entry['goal']})"
+        for name, entry in figures.items()
+        if entry.get("goal") and not goal_met(entry.get("value"), entry["goal"])
+    ]
+    for line in missed:
+        out.print(f"[red]goal missed: {escape(line)}[/red]", highlight=False)
+    if not missed:
+        out.print("every goal met")
+    sys.exit(1 if missed else 0)
+
+
+#: A bench goal as toolkit/report/bench.py writes it: a comparison and a number, "<= 250".
+_GOAL = re.compile(r"\s*(>=|<=|==|>|<)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*")
+_COMPARE = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "==": operator.eq,
+    ">": operator.gt,
+    "<": operator.lt,
+}
+
+
+def goal_met(value: Any, goal: str) -> bool:
+    """Whether a bench figure meets its goal. A figure that is not a finite number (not
+    measured: null) does not meet any."""
+    found = _GOAL.fullmatch(goal)
+    if found is None:
+        raise ValueError(f"goal {goal!r}: expected a comparison and a number, like '<= 10'")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    return bool(_COMPARE[found.group(1)](value, float(found.group(2))))
 
 
 if __name__ == "__main__":  # pragma: no cover

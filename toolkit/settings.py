@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,10 @@ __all__ = ["LABEL", "Settings", "load_settings", "node_key"]
 #: Label carried by every container, network and volume of a lab; its value is the lab's name.
 LABEL = "knight.lab"
 
-_ROOT = Path(__file__).resolve().parent.parent
+_PACKAGE_PARENT = Path(__file__).resolve().parent.parent
+# A checkout runs knight from its own folder; an installed knight (a wheel in site-packages)
+# works where it is run from, and finds a checkout through KNIGHT_HOME.
+_ROOT = _PACKAGE_PARENT if (_PACKAGE_PARENT / "playbooks").is_dir() else Path.cwd()
 _LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
@@ -35,28 +39,50 @@ class Settings:
     base_image_override: str | None = None
     debian_suite: str = "bookworm"
     venue_cap: int = 500_000
+    #: Who every container's process runs as (the router in a node): it may write only its own
+    #: state (/var/lib/smars, /run/smars) and the `current` link.
     uid: int = 10001
+    #: Who deploys: owns a node's releases and settings (/opt/smars, /etc/smars). The lab writes
+    #: files as this user and Ansible connects as it (the image's `smars-deploy`).
+    deploy_uid: int = 10002
+    deploy_user: str = "smars-deploy"
     order_port: int = 7001
     admin_port: int = 8001
     venue_port: int = 9000
     venue_admin_port: int = 9100
 
+    def checkout(self, *parts: str) -> Path:
+        """A path of the knight checkout (router_image/, playbooks/, experiments/, flags.yaml):
+        a ConfigError in one line when `root` is not a checkout (an installed knight run
+        elsewhere: KNIGHT_HOME names the checkout)."""
+        path = self.root.joinpath(*parts)
+        if not path.exists():
+            raise ConfigError(
+                f"{'/'.join(parts)} not found under {self.root}: this command needs a knight "
+                "checkout (run it from one, or set KNIGHT_HOME to one)"
+            )
+        return path
+
     @property
     def catalog_path(self) -> Path:
-        return self.root / "router_image" / "releases.yaml"
+        return self.checkout("router_image", "releases.yaml")
 
     @property
     def registry_path(self) -> Path:
         """The flag registry: every flag name ever used, with its meaning (guard 3)."""
-        return self.root / "flags.yaml"
+        return self.checkout("flags.yaml")
 
     @property
     def router_source(self) -> Path:
-        return self.root / "router_image" / "smars"
+        return self.checkout("router_image", "smars")
 
     @property
     def image_source(self) -> Path:
-        return self.root / "router_image"
+        return self.checkout("router_image")
+
+    @property
+    def playbooks(self) -> Path:
+        return self.checkout("playbooks")
 
     @property
     def dist(self) -> Path:
@@ -67,6 +93,14 @@ class Settings:
         """Where journals, the report, bench figures and Ansible run artifacts go
         (KNIGHT_REPORTS, else reports/ at the root; the tests use a folder of their own)."""
         return Path(os.environ.get("KNIGHT_REPORTS") or self.root / "reports")
+
+    @property
+    def lock_path(self) -> Path:
+        """The lab's lock file: one mutating operation at a time per lab (toolkit/lab/lock.py).
+        Machine-wide (KNIGHT_LOCKS, else knight-locks/ in the temporary folder), not under
+        `reports`: two runs with their own reports folders still share the Docker engine."""
+        folder = os.environ.get("KNIGHT_LOCKS") or Path(tempfile.gettempdir()) / "knight-locks"
+        return Path(folder) / f"{self.lab}.lock"
 
     @property
     def node_names(self) -> list[str]:

@@ -1,7 +1,14 @@
-"""Load YAML while remembering where each value came from, so an error can name file and line."""
+"""Load YAML while remembering where each value came from, so an error can name file and line.
+
+Every YAML file knight reads (the release catalog, the flag registry, experiments) goes through
+`load_yaml`, which also refuses what no such file needs and a hostile one could use: anchors and
+aliases (a few lines of nested aliases expand to billions of values, "billion laughs") and
+numbers that are not finite (`.nan`, `.inf`).
+"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +30,17 @@ class Mapping(dict):
 
 
 class _Loader(yaml.SafeLoader):
-    pass
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        # Refused before the node is built: an alias is never followed, so a file of nested
+        # aliases costs no more to refuse than to read.
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise ConfigError(
+                "YAML anchors and aliases (&name, *name) are not allowed: write the value out",
+                None,
+                event.start_mark.line + 1,
+            )
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> Mapping:
@@ -55,7 +72,15 @@ def _construct_timestamp(loader: _Loader, node: yaml.ScalarNode) -> Any:
         ) from None
 
 
+def _construct_float(loader: _Loader, node: yaml.ScalarNode) -> float:
+    value = yaml.SafeLoader.construct_yaml_float(loader, node)
+    if not math.isfinite(value):  # .nan, .inf, and 1.0e+999 that overflows to inf
+        raise ConfigError(f"{node.value}: expected a finite number", None, node.start_mark.line + 1)
+    return value
+
+
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
+import stat
 import sys
 import threading
 import time
@@ -24,8 +26,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import tarfile
 
-# compileall and tarfile are imported by the stage step alone: every other step (eight nodes
-# at once, on the deploy's clock) starts without their ~40 ms of imports.
+# tarfile is imported by the stage step alone: every other step (eight nodes at once, on the
+# deploy's clock) starts without its imports.
 
 HOME = Path(os.environ.get("SMARS_HOME", "/opt/smars"))
 ETC = Path(os.environ.get("SMARS_ETC", "/etc/smars"))
@@ -37,6 +39,11 @@ TOKEN_FILE = ETC / "admin.token"
 PENDING = Path(os.environ.get("SMARS_PENDING", "/var/lib/smars/switch.pending"))
 #: Arming waits for the router's standby to be ready (its imports, under the load of a flip).
 ARM_TIMEOUT_S = 12.0
+#: The most an artifact may weigh, downloaded and unpacked alike (a release is some 100 KB).
+MAX_ARTIFACT_BYTES = int(os.environ.get("SMARS_MAX_ARTIFACT_BYTES", str(64 * 2**20)))
+#: A release's version, and so its folder's name (and the pending marker's content).
+VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+TREE = re.compile(r"[0-9a-f]{64}")
 
 
 class Failed(Exception):
@@ -46,20 +53,56 @@ class Failed(Exception):
 # -- the node's own view -----------------------------------------------------------------------
 
 
+class Unclean(Failed):
+    """A release tree holds what its hash does not cover: never hashed, never replaced."""
+
+
+def _refusal(name: str, mode: int) -> str | None:
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if name == "__pycache__" or name.endswith(".pyc"):
+        return "bytecode"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "neither a file nor a folder"
+    return None
+
+
 def tree_hash(root: Path) -> str:
-    """docs/protocol.md: sha256 over `<sha256>  <path>` lines, sorted bytewise."""
-    lines = []
-    for path in root.rglob("*"):
-        if path.is_symlink() or not path.is_file():
-            continue
-        rel = path.relative_to(root)
-        if "__pycache__" in rel.parts or path.name.endswith(".pyc"):
-            continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        # A name that is not UTF-8 is hashed as its raw bytes (surrogateescape), as the router does.
-        line = f"{digest}  {rel.as_posix()}\n".encode("utf-8", "surrogateescape")
-        lines.append((rel.as_posix().encode("utf-8", "surrogateescape"), line))
+    """docs/protocol.md: sha256 over `<sha256>  <path>` lines, sorted bytewise. A tree holding
+    bytecode, a symlink or anything but files and folders is refused (Unclean), naming the
+    first such path: Python would run it and the hash would not see it."""
+    lines, refused = [], []
+    for directory, subdirs, names in os.walk(root):
+        base = Path(directory)
+        descend = []
+        for name in subdirs + names:
+            path = base / name
+            mode = path.lstat().st_mode
+            why = _refusal(name, mode)
+            rel = path.relative_to(root).as_posix().encode("utf-8", "surrogateescape")
+            if why:
+                refused.append((rel, f"{path}: {why}"))
+            elif stat.S_ISDIR(mode):
+                descend.append(name)
+            else:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                # A name that is not UTF-8 is hashed as its raw bytes, as the router does.
+                lines.append((rel, digest.encode() + b"  " + rel + b"\n"))
+        subdirs[:] = descend
+    if refused:
+        refused.sort()
+        more = f" ({len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise Unclean(f"{refused[0][1]}: a release tree holds only the files its hash covers{more}")
     return hashlib.sha256(b"".join(line for _, line in sorted(lines))).hexdigest()
+
+
+def _check(version: str, tree: str | None = None) -> None:
+    """A release and a tree as a playbook passes them: the version becomes a folder name (and
+    a pending marker), the tree goes into the router's admin URLs."""
+    if not VERSION.fullmatch(version):
+        raise Failed(f"release {version!r}: expected MAJOR.MINOR.PATCH")
+    if tree is not None and not TREE.fullmatch(tree):
+        raise Failed(f"tree {tree!r}: expected 64 lowercase hex digits")
 
 
 def token() -> str:
@@ -100,6 +143,24 @@ def current_release() -> str | None:
         return Path(os.readlink(HOME / "current")).name
     except OSError:
         return None
+
+
+def _runs(version: str) -> bool:
+    """Whether `current` points at the folder of `version`: the tree the router runs."""
+    current, folder = HOME / "current", HOME / "releases" / version
+    return current.exists() and os.path.realpath(current) == os.path.realpath(folder)
+
+
+def _previous_release() -> str | None:
+    """The release `current` points at, which a flip names in the pending marker: a folder
+    of the releases beside the one to switch to, or nothing is written and nothing flips."""
+    name = current_release()
+    if name is None:
+        return None
+    folder = Path(os.path.realpath(HOME / "current"))
+    if not VERSION.fullmatch(name) or folder != Path(os.path.realpath(HOME / "releases")) / name:
+        raise Failed(f"current points at {name!r}, not a release: no switch from there")
+    return name
 
 
 def identity() -> dict:
@@ -161,13 +222,26 @@ def _verify(version: str, tree: str) -> Path:
 
 def cmd_stage(version: str, tree: str, sha256: str, url: str) -> dict:
     """Download the artifact, check its checksum, unpack it beside the others, check the tree;
-    then have the router warm a standby of it."""
+    then have the router warm a standby of it. A staged copy that holds what its hash does not
+    cover is refused (someone put it there: look, do not paper over it); one that does not
+    match is replaced, unless it is the tree the router runs."""
+    _check(version, tree)
     try:
         _verify(version, tree)
         staged = {"staged": version, "tree": tree, "downloaded": False}
-    except Failed:
+    except Unclean:
+        raise
+    except Failed as e:
+        _replaceable(version, str(e))
         staged = _download(version, tree, sha256, url)
     return staged | {"standby": _prepare(version, tree)}
+
+
+def _replaceable(version: str, why: str) -> None:
+    """Failed when the folder of `version` is the one the router runs: its files are never
+    replaced under it (it hashed them when it started)."""
+    if _runs(version):
+        raise Failed(f"release {version} is the release the node runs: not replaced ({why})")
 
 
 def _prepare(version: str, tree: str) -> dict | None:
@@ -183,22 +257,54 @@ def _prepare(version: str, tree: str) -> dict | None:
     return body.get("standby")
 
 
+class _SameSchemes(urllib.request.HTTPRedirectHandler):
+    """Redirects are followed to http(s) only (urllib's own rule lets ftp through)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        _http_only(newurl, f"redirected to {newurl}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _http_only(url: str, what: str) -> None:
+    import urllib.parse
+
+    if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
+        raise Failed(f"{what}: only http and https URLs are allowed")
+
+
+def _fetch(url: str) -> bytes:
+    """The artifact's bytes, over http(s) only (redirects too), at most MAX_ARTIFACT_BYTES:
+    a node's disk and memory are not for whatever a URL serves."""
+    _http_only(url, f"download {url}")
+    opener = urllib.request.build_opener(_SameSchemes)
+    try:
+        with opener.open(url, timeout=10) as resp:
+            size = resp.headers.get("Content-Length", "")
+            big = size.isdigit() and int(size) > MAX_ARTIFACT_BYTES
+            blob = b"" if big else resp.read(MAX_ARTIFACT_BYTES + 1)
+    except Failed as e:  # a redirect refused
+        raise Failed(f"download {url}: {e}") from None
+    except (urllib.error.URLError, OSError) as e:
+        raise Failed(f"download {url}: {getattr(e, 'reason', e)}") from None
+    if big or len(blob) > MAX_ARTIFACT_BYTES:
+        raise Failed(f"download {url}: over the {MAX_ARTIFACT_BYTES}-byte cap")
+    return blob
+
+
 def _download(version: str, tree: str, sha256: str, url: str) -> dict:
-    import compileall
     import shutil
     import tarfile
     import tempfile
 
     releases = HOME / "releases"
     started = time.monotonic()
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            blob = resp.read()
-    except (urllib.error.URLError, OSError) as e:
-        raise Failed(f"download {url}: {getattr(e, 'reason', e)}") from None
+    blob = _fetch(url)
     digest = hashlib.sha256(blob).hexdigest()
     if digest != sha256:
         raise Failed(f"artifact checksum {digest[:12]} is not the manifest's {sha256[:12]}")
+    # Unpacked beside the others under a temporary name, checked, then renamed into place: a
+    # release folder is whole or absent. No bytecode is compiled into it: a release tree holds
+    # only what its hash covers (the router runs with -B and imports from the sources).
     partial = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=releases))
     partial.chmod(0o755)  # mkdtemp makes it private; a release is readable like its siblings
     try:
@@ -210,11 +316,9 @@ def _download(version: str, tree: str, sha256: str, url: str) -> dict:
         found = tree_hash(partial)
         if found != tree:
             raise Failed(f"unpacked tree {found[:12]} is not the manifest's {tree[:12]}")
-        # Bytecode now, not at the switch: the router's restart is part of the intake pause.
-        # (__pycache__ is not part of the tree, so the hash stays the manifest's.)
-        compileall.compile_dir(str(partial), quiet=1)
         target = releases / version
         if target.exists():
+            _replaceable(version, "a copy that does not match")  # checked again: last moment
             # A damaged copy, replaced by the verified one. Moved aside first: the rename needs
             # only the releases folder, whoever owns the copy's files.
             # (Same folder: moving a directory elsewhere would need write access to it too.)
@@ -234,8 +338,9 @@ def _download(version: str, tree: str, sha256: str, url: str) -> dict:
 
 def _extract(tar: tarfile.TarFile, into: Path) -> None:
     """Unpack plain files and directories only, never outside `into` (older Pythons lack the
-    tarfile `data` filter, so the check is done here)."""
-    for member in tar.getmembers():
+    tarfile `data` filter, so the check is done here), and at most MAX_ARTIFACT_BYTES."""
+    total = 0
+    for member in tar:
         name = Path(member.name)
         if name.is_absolute() or ".." in name.parts or not (member.isfile() or member.isdir()):
             raise Failed(f"artifact member {member.name!r} refused")
@@ -243,6 +348,9 @@ def _extract(tar: tarfile.TarFile, into: Path) -> None:
         if member.isdir():
             target.mkdir(parents=True, exist_ok=True)
             continue
+        total += member.size
+        if total > MAX_ARTIFACT_BYTES:
+            raise Failed(f"artifact unpacks to over the {MAX_ARTIFACT_BYTES}-byte cap")
         target.parent.mkdir(parents=True, exist_ok=True)
         source = tar.extractfile(member)
         if source is None:
@@ -251,6 +359,7 @@ def _extract(tar: tarfile.TarFile, into: Path) -> None:
 
 
 def cmd_verify(version: str, tree: str) -> dict:
+    _check(version, tree)
     _verify(version, tree)
     return {"verified": version, "tree": tree}
 
@@ -273,6 +382,9 @@ def _signal_router() -> int:
     try:
         pid = int(PID_FILE.read_text().strip())
         os.kill(pid, signal.SIGUSR2)
+    except PermissionError:
+        # A deploy user that is not the router's own may not signal it: ask its admin API.
+        post("/switch")
     except (OSError, ValueError) as e:
         raise Failed(f"cannot signal the router ({PID_FILE}): {e}") from None
     return pid
@@ -319,6 +431,7 @@ def _wait_running(tree: str, timeout: float) -> dict:
 def cmd_switch(version: str, tree: str, timeout: str = "15", *, checked: bool = False) -> dict:
     """Point `current` at a staged release and make the router run it; wait until it does."""
     if not checked:
+        _check(version, tree)
         _verify(version, tree)
     previous = current_release()
     if previous == version:
@@ -356,14 +469,16 @@ def cmd_flip(
     fenced router trades as soon as the fleet runs what the manifest says.
     """
     begun_at = time.time()
+    _check(version, tree)
     _verify(version, tree)
+    # What the marker will name, checked before this node arms: it becomes a folder name.
+    previous = _previous_release()
     urls = [u for u in peers.split(",") if u]
     deadline = time.monotonic() + float(timeout)
     armed: dict = {}
     if urls:
         armed = _rendezvous(urls, version, tree, deadline)
     flip_at = time.time()
-    previous = current_release()
     if previous and previous != version:
         # The new process sees the marker and takes no order until `resume` removes it; if
         # nobody ever does, it goes back to `previous` by itself. No explicit pause: a flip
@@ -449,6 +564,7 @@ def _together(work, urls: list[str]) -> None:
 def cmd_fence(version: str, tree: str, epoch: str) -> dict:
     """Write the fleet manifest (what the whole fleet runs) and make the router re-read it: a
     router with fencing on refuses to trade while its running tree differs from it."""
+    _check(version, tree)
     manifest = {"release": version, "tree": tree, "epoch": int(epoch)}
     _write(ETC / "fleet.json", json.dumps(manifest, sort_keys=True) + "\n")
     reloaded = post("/reload")
@@ -457,6 +573,8 @@ def cmd_fence(version: str, tree: str, epoch: str) -> dict:
 
 def cmd_restore(version: str, tree: str, timeout: str = "15", epoch: str = "0") -> dict:
     """The rescue: back to the release the node ran before, then intake open again."""
+    if version:
+        _check(version, tree)
     result = {"release": current_release()}
     if version and (current_release() != version or identity()["tree"] != tree):
         result = cmd_switch(version, tree, timeout)

@@ -1,6 +1,7 @@
 """The venue's book-keeping, free of I/O: a price model per symbol, positions, cash and P&L per node
-and per symbol, excess shares per parent order, the execution log, the per-run message cap and the
-child-order series. Every method takes the time it should use, so tests drive the clock."""
+and per symbol, excess shares per parent order, the execution log, the per-run message cap, the
+child-order series, and the bounds of every table a client can make grow (Limits). Every method
+takes the time it should use, so tests drive the clock."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from math import floor
 
 __all__ = [
@@ -19,7 +21,9 @@ __all__ = [
     "EXECUTION_FIELDS",
     "HALF_SPREAD_CENTS",
     "IMPACT_PER_SHARE",
+    "REFUSALS",
     "Book",
+    "Limits",
     "NodeBook",
     "SymbolBook",
     "fair_cents",
@@ -58,6 +62,39 @@ EXECUTION_FIELDS = (
     "price",
     "strategy",
 )
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The most entries each table of a run may hold. A client picks the node names, parent ids,
+    symbols and releases it sends, so without these a thousand names grow memory a thousand times;
+    what does not fit is refused with its reason and counted (Book.rejects, Book.refused). The
+    defaults hold every lab run with room to spare (8 to 32 nodes, 100,000 parents per router in
+    `knight bench`, a few symbols) and keep the worst case under 1 GB, the execution log's million
+    rows (Book.keep) included: parents 140 MB, positions 100 MB, series 400 MB at most."""
+
+    nodes: int = 256
+    """Node names, the venue's `unknown` (connections that said no hello) included."""
+    parents: int = 1_000_000
+    """Parent ids with an execution, over every node (about 140 bytes each)."""
+    node_parents: int = 250_000
+    """Parent ids with an execution, per node: one node cannot take every slot."""
+    symbols: int = 4096
+    """Symbols with an execution (so also each node's positions)."""
+    releases: int = 64
+    """Releases with an execution, per node."""
+    buckets: int = 1 << 14
+    """Buckets of the child-order series per node: 68 minutes of a run; later child orders still
+    trade but are left out of the series (counted in Book.refused["series"])."""
+
+
+# What children() answers for an order it did not execute; a fill is its price, at least 1 cent.
+_CAP = 0
+_PARENTS = -1
+_SYMBOLS = -2
+_RELEASES = -3
+REFUSALS = {_CAP: "cap", _PARENTS: "parents", _SYMBOLS: "symbols", _RELEASES: "releases"}
+"""children()'s answer for a refused child order -> the reason (a reject's `reason` on the wire)."""
 
 _BUY = "buy"
 _SELL = "sell"
@@ -114,6 +151,27 @@ class SymbolBook:
                 self.ask_d *= f
                 self.bid_d *= f
             self.t = now
+
+    def take(self, side: str, qty: int) -> int:
+        """Fill an order of qty shares at the quote standing before it (a buy lifts the offer, a
+        sell hits the bid), then move that side by its impact; returns the price in cents."""
+        # The displacements are never negative, so floor() rounds them as int() would.
+        if side == "buy":
+            price = self.fair + HALF_SPREAD_CENTS + floor(self.ask_d + 0.5)
+            d = self.ask_d + qty * self.impact
+            self.ask_d = d if d < self.band else self.band
+            self.position += qty
+            self.cash -= qty * price
+        else:
+            price = self.fair - HALF_SPREAD_CENTS - floor(self.bid_d + 0.5)
+            if price < 1:
+                price = 1
+            d = self.bid_d + qty * self.impact
+            self.bid_d = d if d < self.band else self.band
+            self.position -= qty
+            self.cash += qty * price
+        self.shares += qty
+        return price
 
     def ask(self) -> int:
         return self.fair + HALF_SPREAD_CENTS + int(self.ask_d + 0.5)
@@ -192,12 +250,14 @@ class Book:
         cap: int = DEFAULT_CAP,
         clock: Callable[[], float] = time.time,
         keep: int = 1_000_000,
+        limits: Limits | None = None,
     ) -> None:
         if cap < 1:
             raise ValueError("cap must be at least 1")
         self.clock = clock
         # The execution log is bounded by the cap anyway; keep bounds it if the cap is set huge.
         self.keep = keep
+        self.limits = Limits() if limits is None else limits
         self.cap = cap
         self._connected: dict[str, int] = {}
         self.reset(cap)
@@ -215,13 +275,17 @@ class Book:
         self.messages = 0  # child-order messages, valid or not, filled or refused
         self.capped = False
         self.capped_at: float | None = None
-        self.rejects: dict[str, int] = {}
+        self.rejects: dict[str, int] = {}  # child orders refused, by reason (REFUSALS, "invalid")
+        self.refused: dict[str, int] = {}  # the rest turned away or left out (count_refused)
+        # Reasons a limit refused something for the first time this run, for the venue to log.
+        self.limits_hit: list[str] = []
         self.executions = 0
         self.shares = 0
         self.excess_shares = 0
         self.overfilled_parents = 0
         self.symbols: dict[str, SymbolBook] = {}
         self.nodes: dict[str, NodeBook] = {}
+        self._parents = 0  # parent ids over every node (Limits.parents)
         # Connections outlive a run: a node still connected stays listed, with zero counts.
         for name, count in self._connected.items():
             self._node(name).connected = count
@@ -236,9 +300,14 @@ class Book:
             node = self.nodes[name] = NodeBook(name)
         return node
 
-    def connect(self, node: str) -> None:
+    def connect(self, node: str) -> bool:
+        """Count an open connection of `node`; False, and nothing counted, when the node is new and
+        the node table is full (the caller refuses the hello)."""
+        if node not in self.nodes and len(self.nodes) >= self.limits.nodes:
+            return False
         self._connected[node] = self._connected.get(node, 0) + 1
         self._node(node).connected += 1
+        return True
 
     def disconnect(self, node: str) -> None:
         left = self._connected.get(node, 0) - 1
@@ -249,6 +318,27 @@ class Book:
         self._node(node).connected = max(left, 0)
 
     # -- orders ------------------------------------------------------------------------------
+
+    def count_refused(self, reason: str, n: int = 1, limit: bool = False) -> None:
+        """Count what the venue turned away that is not a child order (a hello, a connection: the
+        venue logs those), or child orders left out of the series (`limit`: logged once per run
+        through limits_hit): /stats `refused`."""
+        refused = self.refused
+        if reason not in refused:
+            refused[reason] = 0
+            if limit:
+                self.limits_hit.append(reason)
+        refused[reason] += n
+
+    def _reject(self, n: NodeBook, reason: str, count: int) -> None:
+        """Count child orders refused for `reason`: /stats `rejects`."""
+        n.rejected += count
+        rejects = self.rejects
+        if reason not in rejects:
+            rejects[reason] = 0
+            if reason != "cap":  # the cap has its own event (cap_reached)
+                self.limits_hit.append(reason)
+        rejects[reason] += count
 
     def symbol(self, name: str, now: float) -> SymbolBook:
         sym = self.symbols.get(name)
@@ -278,7 +368,8 @@ class Book:
 
     def children(self, node: str, release: str, orders: list[tuple], now: float) -> list[int]:
         """child() for each of orders in turn, all from one node and release at `now`; each order
-        is (parent, pqty, child, symbol, side, qty, strategy). Returns their prices, in order.
+        is (parent, pqty, child, symbol, side, qty, strategy). Returns, in order, each one's price
+        in cents, or for an order refused a key of REFUSALS (0: the cap, < 0: a table is full).
 
         The counts that do not depend on the order are added once for the batch, which is what
         makes it cheaper than one child() per order; the results are the same.
@@ -288,31 +379,47 @@ class Book:
         n.child_orders += k
         series = n.series
         bucket = int((now - self.started_at) / BUCKET_S)
-        series[bucket] = series.get(bucket, 0) + k
+        count = series.get(bucket)
+        if count is not None:
+            series[bucket] = count + k
+        elif len(series) < self.limits.buckets:
+            series[bucket] = k
+        else:
+            self.count_refused("series", k, limit=True)
         # Until the run is capped an order is filled, and the one that brings the messages to the
         # cap caps it: the ones after it are refused.
         filled = 0 if self.capped else min(k, max(1, self.cap - self.messages))
         self.messages += k
-        prices = self._fill(n, release, orders[:filled] if filled < k else orders, now)
+        batch = orders[:filled] if filled < k else orders
+        limits = self.limits
+        if filled and release not in n.releases and len(n.releases) >= limits.releases:
+            self._reject(n, "releases", filled)
+            prices = [_RELEASES] * filled
+        elif filled > min(
+            limits.node_parents - len(n.parent_shares),
+            limits.parents - self._parents,
+            limits.symbols - len(self.symbols),
+        ):
+            prices = self._fill_room(n, release, batch, now)  # the tables may not hold them all
+        else:
+            prices = self._fill(n, release, batch, now)
         if filled < k:
-            refused = k - filled
-            n.rejected += refused
-            self.rejects["cap"] = self.rejects.get("cap", 0) + refused
-            prices += [0] * refused
+            self._reject(n, "cap", k - filled)
+            prices += [_CAP] * (k - filled)
         if filled and self.messages >= self.cap:
             self._cap_reached(now)
         return prices
 
     def _fill(self, n: NodeBook, release: str, orders: list[tuple], now: float) -> list[int]:
-        """Execute orders in full (children() has counted them and applied the cap)."""
+        """Execute orders in full: children() has counted them, applied the cap and made sure the
+        tables hold every new parent and symbol among them."""
         prices: list[int] = []
-        if not orders:
-            return prices
         symbols = self.symbols
         positions = n.positions
         parents = n.parents
         parent_ids = n.parent_ids
         parent_shares = n.parent_shares
+        known = len(parent_shares)
         log = self._log
         room = self.keep - len(log)  # appends before the log must be cut
         node = n.name
@@ -322,32 +429,18 @@ class Book:
             sym = symbols.get(symbol) or self.symbol(symbol, now)
             if now > sym.t:
                 sym.decay(now)
-            # Fill at the quote standing before the order, then move that side by its impact.
-            # (The displacements are never negative, so floor() rounds them as int() would.)
+            price = sym.take(side, qty)
             if side == "buy":
                 side = _BUY
-                price = sym.fair + HALF_SPREAD_CENTS + floor(sym.ask_d + 0.5)
-                d = sym.ask_d + qty * sym.impact
-                sym.ask_d = d if d < sym.band else sym.band
                 signed = qty
             else:
                 side = _SELL
-                price = sym.fair - HALF_SPREAD_CENTS - floor(sym.bid_d + 0.5)
-                if price < 1:
-                    price = 1
-                d = sym.bid_d + qty * sym.impact
-                sym.bid_d = d if d < sym.band else sym.band
                 signed = -qty
             prices.append(price)
-            signed_cash = signed * price
-            sym.shares += qty
-            sym.position += signed
-            sym.cash -= signed_cash
             shares += qty
-            cash += signed_cash
+            cash += signed * price
             symbol = sym.name
             positions[symbol] = positions.get(symbol, 0) + signed
-
             # Excess shares: what this execution adds beyond the parent's quantity.
             p = parents.get(parent)
             if p is None:
@@ -365,18 +458,78 @@ class Book:
                     # This execution is the one that takes the parent past its quantity.
                     excess += after - pqty
                     overfilled += 1
-
             seq += 1
             log.append(
                 (seq, now, node, release, parent, child, symbol, side, qty, price / 100, strategy)
             )
             room -= 1
             if room < 0:
-                drop = len(log) // 2
-                del log[:drop]
-                self._log_base += drop
-                room = self.keep - len(log)
-        k = len(orders)
+                room = self._cut_log()
+        self._parents += len(parent_shares) - known
+        self._tally(n, release, seq - self._seq, shares, cash, excess, overfilled, now)
+        self._seq = seq
+        return prices
+
+    def _fill_room(self, n: NodeBook, release: str, orders: list[tuple], now: float) -> list[int]:
+        """_fill() for the orders whose new parent and new symbol the tables still hold (Limits),
+        in turn; the others are refused and counted. The answers, in order."""
+        limits = self.limits
+        parent_room = min(
+            limits.node_parents - len(n.parent_shares), limits.parents - self._parents
+        )
+        symbol_room = limits.symbols - len(self.symbols)
+        new_parents: set[str] = set()
+        new_symbols: set[str] = set()
+        answers: list[int] = []  # a refusal's code, or 1 for an order to fill
+        fill: list[tuple] = []
+        for order in orders:
+            parent, symbol = order[0], order[3]
+            if parent not in n.parents and parent not in new_parents:
+                if len(new_parents) >= parent_room:
+                    answers.append(self._refuse(n, _PARENTS))
+                    continue
+                new_parent = True
+            else:
+                new_parent = False
+            if symbol not in self.symbols and symbol not in new_symbols:
+                if len(new_symbols) >= symbol_room:
+                    answers.append(self._refuse(n, _SYMBOLS))
+                    continue
+                new_symbols.add(symbol)
+            if new_parent:
+                new_parents.add(parent)
+            answers.append(1)
+            fill.append(order)
+        prices = iter(self._fill(n, release, fill, now))
+        return [next(prices) if a == 1 else a for a in answers]
+
+    def _refuse(self, n: NodeBook, code: int) -> int:
+        """Count one child order refused for REFUSALS[code]; returns the code."""
+        self._reject(n, REFUSALS[code], 1)
+        return code
+
+    def _cut_log(self) -> int:
+        """Drop the older half of the execution log (Book.keep); returns the room left."""
+        log = self._log
+        drop = len(log) // 2
+        del log[:drop]
+        self._log_base += drop
+        return self.keep - len(log)
+
+    def _tally(
+        self,
+        n: NodeBook,
+        release: str,
+        k: int,
+        shares: int,
+        cash: int,
+        excess: int,
+        overfilled: int,
+        now: float,
+    ) -> None:
+        """Add a batch's k executions (_fill) to the node's and the run's counts."""
+        if not k:
+            return
         n.executions += k
         n.shares += shares
         n.cash -= cash
@@ -391,8 +544,6 @@ class Book:
             self.overfilled_parents += overfilled
         self.executions += k
         self.shares += shares
-        self._seq = seq
-        return prices
 
     def invalid(self, node: str) -> None:
         """Count a child-order message that could not be read: it counts against the cap too."""
@@ -437,6 +588,8 @@ class Book:
             "excess_shares": self.excess_shares,
             "overfilled_parents": self.overfilled_parents,
             "rejects": dict(self.rejects),
+            "refused": dict(self.refused),
+            "limits": asdict(self.limits),
             "pnl": _dollars(pnl),
             "loss_usd": _dollars(max(0, -pnl)),
             "nodes": {

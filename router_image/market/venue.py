@@ -1,6 +1,8 @@
 """The exchange simulator: fills every valid child order a router sends (docs/protocol.md, "Router →
 venue"), tags each execution with the node and release that sent it, and serves the run's counts
-on the venue admin HTTP API. `python3 -m market.venue [--port 9000] [--admin-port 9100] [--cap N]`."""
+on the venue admin HTTP API. It owns who may trade: a hello must carry the venue's token when it
+has one (VENUE_HELLO_TOKEN), and the number of open order connections is bounded.
+`python3 -m market.venue [--port 9000] [--admin-port 9100] [--cap N]`."""
 
 from __future__ import annotations
 
@@ -15,22 +17,29 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from market.adminhttp import REQUEST_TIMEOUT_S, WORKERS, AdminServer, JSONHandler
 from market.cli import Parser, positive_int
-from market.pricing import DEFAULT_CAP, Book
+from market.pricing import DEFAULT_CAP, REFUSALS, Book, NodeBook
 from market.wire import ID_RE, SYMBOL_RE, LineSplitter, encode, loads, log_event
 
-__all__ = ["MAX_PAGE", "RouterConnection", "Venue", "main", "render_metrics"]
+__all__ = ["MAX_CONNECTIONS", "MAX_PAGE", "RouterConnection", "Venue", "main", "render_metrics"]
 
 MAX_PAGE = 100_000
 """Most executions one /executions call returns."""
 
+MAX_CONNECTIONS = 1024
+"""Open order connections; one more is refused (`connections`) and closed at once."""
+
+REFUSAL_LOG_S = 5.0
+"""A kind of refusal (hello_refused, connection_refused) is logged at most this often."""
+
 _QTY_MAX = 1_000_000
 _INVALID = b'{"type":"reject","id":null,"parent":null,"reason":"invalid"}\n'
 _UNKNOWN = "unknown"
+_monotonic = time.monotonic  # bound here: tests replace the module's `time` to drive the clock
 _loads = loads
 _id_ok = ID_RE.fullmatch
 _symbol_ok = SYMBOL_RE.fullmatch
@@ -78,6 +87,8 @@ class RouterConnection(asyncio.Protocol):
 
     Each data_received handles every complete line and answers them with one write: the venue
     serves the whole fleet on a shared small machine, so its cost per message is what matters.
+    A refusal (a hello without the venue's token, a node or connection over its limit) is
+    answered with a reject line, and the connection is closed once the batch is answered.
     """
 
     def __init__(self, venue: Venue) -> None:
@@ -87,7 +98,9 @@ class RouterConnection(asyncio.Protocol):
         self.release = _UNKNOWN
         self.tree: str | None = None
         self.hello = False
+        self.closing = False  # refused: nothing more is read, the connection closes
         self.transport: asyncio.Transport | None = None
+        self.peer: Any = None
         self._lines = LineSplitter()
         # Strategy names seen on this connection, so the execution log shares one string each.
         self._strategies: dict[str, str] = {}
@@ -95,7 +108,12 @@ class RouterConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.peer = transport.get_extra_info("peername")
-        self.venue.connections.add(self)
+        venue = self.venue
+        if len(venue.connections) >= venue.max_connections:
+            transport.write(self._refuse("connections", "connection_refused").encode())  # type: ignore[attr-defined]
+            transport.close()
+            return
+        venue.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.venue.connections.discard(self)
@@ -119,9 +137,12 @@ class RouterConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         lines = self._lines.feed(data)
-        if not lines:
+        if not lines or self.closing:
             return
-        book = self.book
+        if not self.hello and self.venue.hello_token:
+            lines = self._admit(lines)
+            if not lines:
+                return
         now = time.time()
         out: list[str] = []
         append = out.append
@@ -131,55 +152,28 @@ class RouterConnection(asyncio.Protocol):
         child_tails = _CHILD_TAILS
         for line in lines:
             # The exact child line a router writes (its wire.py) takes the fast path: the patterns
-            # check every field the way the checks below do.
+            # check every field the way _read does.
             c = None if line is None else _child_head(line)
+            fields = None
             if c is not None:
                 tail = line[c.end() :]  # type: ignore[index]
                 fields = child_tails.get(tail)
                 if fields is None:
                     fields = _child_tail(tail)
-                if fields:
-                    cid, parent = c.groups()
-                    cid = int(cid)
-                    pqty, symbol, side, qty, strategy = fields
-                else:
-                    c = None
-            if c is None:
-                try:
-                    m = _loads(line)  # type: ignore[arg-type]  # None: TypeError
-                    if m["type"] != "child":
-                        raise TypeError
-                    cid = m["id"]
-                    parent = m["parent"]
-                    pqty = m["pqty"]
-                    symbol = m["symbol"]
-                    side = m["side"]
-                    qty = m["qty"]
-                    strategy = m.get("strategy", _UNKNOWN)
-                except (ValueError, TypeError, KeyError, RecursionError):
-                    # Not a child order: a hello, or something the venue must refuse.
-                    if orders:
-                        self._execute(orders, now, append)
-                        orders = []
-                    append(self._other(line))
+            if fields:
+                cid, parent = c.groups()  # type: ignore[union-attr]
+                pqty, symbol, side, qty, strategy = fields
+                cid = int(cid)
+            else:
+                if orders:
+                    self._execute(orders, now, append)
+                    orders = []
+                order = self._read(line, append)
+                if order is None:
+                    if self.closing:
+                        break
                     continue
-                if (
-                    type(cid) is not int
-                    or type(qty) is not int
-                    or type(pqty) is not int
-                    or not (0 < qty <= _QTY_MAX and 0 < pqty <= _QTY_MAX)
-                    or (side != "buy" and side != "sell")
-                    or type(parent) is not str
-                    or not _id_ok(parent)
-                    or type(symbol) is not str
-                    or (symbol not in book.symbols and not _symbol_ok(symbol))
-                    or type(strategy) is not str
-                ):
-                    if orders:
-                        self._execute(orders, now, append)
-                        orders = []
-                    append(self._invalid(m))
-                    continue
+                parent, pqty, cid, symbol, side, qty, strategy = order
             strat = self._strategies.get(strategy)
             if strat is None:
                 strat = strategy[:32]
@@ -188,18 +182,66 @@ class RouterConnection(asyncio.Protocol):
             orders.append((parent, pqty, cid, symbol, side, qty, strat))
         if orders:
             self._execute(orders, now, append)
+        self._answer(out)
+
+    def _answer(self, out: list[str]) -> None:
+        """Write a batch's answers; then close a refused connection, and log what the batch hit."""
         if out and self.transport is not None:
             self.transport.write("".join(out).encode())
+        if self.closing and self.transport is not None:
+            self.transport.close()
+        book = self.book
         if book.capped and self.venue.cap_logged != book.run:
             self.venue.cap_logged = book.run
             _log("cap_reached", level="warning", run=book.run, cap=book.cap, router_node=self.node)
+        if book.limits_hit:
+            for reason in book.limits_hit:
+                _log(
+                    "limit_reached",
+                    level="warning",
+                    run=book.run,
+                    reason=reason,
+                    router_node=self.node,
+                )
+            book.limits_hit.clear()
+
+    def _read(self, line: str | None, append: Callable[[str], None]) -> tuple | None:
+        """A line the fast path did not take, read through JSON: the valid child order, as
+        (parent, pqty, child, symbol, side, qty, strategy); else None, and its answer appended."""
+        try:
+            m = _loads(line)  # type: ignore[arg-type]  # None: TypeError
+            if m["type"] != "child":
+                raise TypeError
+            order = (m["parent"], m["pqty"], m["id"], m["symbol"], m["side"], m["qty"])
+            strategy = m.get("strategy", _UNKNOWN)
+        except (ValueError, TypeError, KeyError, RecursionError):
+            # Not a child order: a hello, or something the venue must refuse.
+            append(self._other(line))
+            return None
+        parent, pqty, cid, symbol, side, qty = order
+        if (
+            type(cid) is not int
+            or type(qty) is not int
+            or type(pqty) is not int
+            or not (0 < qty <= _QTY_MAX and 0 < pqty <= _QTY_MAX)
+            or (side != "buy" and side != "sell")
+            or type(parent) is not str
+            or not _id_ok(parent)
+            or type(symbol) is not str
+            or (symbol not in self.book.symbols and not _symbol_ok(symbol))
+            or type(strategy) is not str
+        ):
+            append(self._invalid(m))
+            return None
+        return (*order, strategy)
 
     def _execute(self, orders: list[tuple], now: float, append: Callable[[str], None]) -> None:
-        """Execute valid child orders and answer each: exec, or reject when the cap refuses it."""
+        """Execute valid child orders and answer each: exec, or reject when the run's cap or a
+        full table (pricing.Limits) refuses it."""
         prices = self.book.children(self.node, self.release, orders, now)
         texts = _PRICE_TEXT
         for (parent, _, cid, _, _, qty, _), price in zip(orders, prices, strict=True):
-            if price:
+            if price > 0:
                 # The parent matched ID_RE, so it needs no JSON escaping; the price is
                 # wire.format_cents, kept per price: this line is written once per child order.
                 text = texts.get(price)
@@ -211,19 +253,35 @@ class RouterConnection(asyncio.Protocol):
                     f'{{"type":"exec","id":{cid},"parent":"{parent}","qty":{qty},"price":{text}}}\n'
                 )
             else:
-                append(f'{{"type":"reject","id":{cid},"parent":"{parent}","reason":"cap"}}\n')
+                reason = REFUSALS[price]
+                append(f'{{"type":"reject","id":{cid},"parent":"{parent}","reason":"{reason}"}}\n')
+
+    def _admit(self, lines: list[str | None]) -> list[str | None]:
+        """With a hello token, before a hello has carried it: a hello is checked, anything else
+        refuses the connection. Returns the lines after the hello that was accepted, if any."""
+        assert self.transport is not None
+        for i, line in enumerate(lines):
+            m = _parse(line)
+            if m is not None and m.get("type") == "hello":
+                answer = self._hello(m)
+            else:
+                answer = self._refuse("unauthorized")
+            if answer:
+                self.transport.write(answer.encode())
+            if self.closing:
+                self.transport.close()
+                return []
+            if self.hello:
+                return lines[i + 1 :]
+        return []
 
     def _other(self, line: str | None) -> str:
         """Answer a line that is not a well-formed child order (the rare path)."""
-        if line is not None:
-            try:
-                m = _loads(line)
-            except (ValueError, RecursionError):
-                m = None
-            if type(m) is dict and m.get("type") == "hello":
-                return self._hello(m)
-            if type(m) is dict:
-                return self._invalid(m)
+        m = _parse(line)
+        if m is not None and m.get("type") == "hello":
+            return self._hello(m)
+        if m is not None:
+            return self._invalid(m)
         self.book.invalid(self.node)
         return _INVALID.decode()
 
@@ -242,25 +300,51 @@ class RouterConnection(asyncio.Protocol):
 
     def _hello(self, m: dict) -> str:
         node, release, tree = m.get("node"), m.get("release"), m.get("tree")
+        named = node if type(node) is str and _id_ok(node) else None
+        if self.venue.hello_token and not self.venue.hello_ok(m.get("token")):
+            return self._refuse("unauthorized", router_node=named)
         if not (
-            type(node) is str
-            and _id_ok(node)
+            named
             and type(release) is str
             and _id_ok(release)
             and (tree is None or (type(tree) is str and len(tree) <= 128))
         ):
             _log("bad_hello", level="warning", peer=str(self.peer))
             return _INVALID.decode()
+        book = self.book
         if self.hello:
-            self.book.disconnect(self.node)
+            book.disconnect(self.node)
+            self.hello = False
+        if not book.connect(node):
+            return self._refuse("nodes", router_node=node)
         self.node, self.release, self.tree, self.hello = node, release, tree, True
-        self.book.connect(node)
         _log("router_connected", router_node=node, release=release, tree=tree, peer=str(self.peer))
         return ""
 
+    def _refuse(self, reason: str, event: str = "hello_refused", **fields: object) -> str:
+        """Refuse this connection for `reason`: counted (/stats `refused`), logged (throttled),
+        closed once answered. Returns the answer, a reject line about no order."""
+        self.closing = True
+        self.book.count_refused(reason)
+        self.venue.log_refusal(event, reason, peer=str(self.peer), **fields)
+        return f'{{"type":"reject","id":null,"parent":null,"reason":"{reason}"}}\n'
+
+
+def _parse(line: str | None) -> dict | None:
+    """A line read as a JSON object, else None."""
+    if line is None:
+        return None
+    try:
+        m = _loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return m if type(m) is dict else None
+
 
 class Venue:
-    """The order server and the admin HTTP server around one Book."""
+    """The order server and the admin HTTP server around one Book. `token` guards the admin API's
+    POST calls, `hello_token` the order port (a hello must carry it); without them (None or empty)
+    POST is refused and any hello is taken."""
 
     def __init__(
         self,
@@ -270,6 +354,11 @@ class Venue:
         admin_host: str | None = None,
         admin_port: int = 9100,
         token: str | None = None,
+        *,
+        hello_token: str | None = None,
+        max_connections: int = MAX_CONNECTIONS,
+        admin_workers: int = WORKERS,
+        admin_timeout: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.book = book
         self.host = host
@@ -277,11 +366,17 @@ class Venue:
         self.admin_host = host if admin_host is None else admin_host
         self.admin_port = admin_port
         self.token = token or ""
+        self.hello_token = hello_token or ""
+        self.max_connections = max_connections
+        self.admin_workers = admin_workers
+        self.admin_timeout = admin_timeout
         self.connections: set[RouterConnection] = set()
         self.cap_logged: str | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
-        self._http: ThreadingHTTPServer | None = None
+        self._http: _AdminServer | None = None
+        # (event, reason) -> (when last logged, refusals not logged since)
+        self._refusal_logs: dict[tuple[str, str], tuple[float, int]] = {}
 
     async def start(self) -> None:
         """Bind both ports (0 = any free one; the bound ports replace it) and start serving."""
@@ -290,7 +385,12 @@ class Venue:
             lambda: RouterConnection(self), self.host, self.port, reuse_address=True
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        self._http = _AdminServer((self.admin_host, self.admin_port), _AdminHandler)
+        self._http = _AdminServer(
+            (self.admin_host, self.admin_port),
+            _AdminHandler,
+            workers=self.admin_workers,
+            request_timeout=self.admin_timeout,
+        )
         self._http.venue = self
         self.admin_port = self._http.server_address[1]
         threading.Thread(target=self._http.serve_forever, name="venue-admin", daemon=True).start()
@@ -302,6 +402,7 @@ class Venue:
             cap=self.book.cap,
             run=self.book.run,
             auth=bool(self.token),
+            hello_auth=bool(self.hello_token),
         )
 
     async def close(self) -> None:
@@ -337,116 +438,146 @@ class Venue:
             return False
         return hmac.compare_digest(header[7:].strip().encode(), self.token.encode())
 
+    def hello_ok(self, token: object) -> bool:
+        """Whether a hello's `token` is the venue's hello token (there is one)."""
+        if type(token) is not str:
+            return False
+        # surrogatepass: JSON can carry a lone surrogate, which plain encode() refuses.
+        given = token.encode("utf-8", "surrogatepass")
+        return hmac.compare_digest(given, self.hello_token.encode())
+
+    def log_refusal(self, event: str, reason: str, **fields: object) -> None:
+        """Log a refusal, but each kind at most once per REFUSAL_LOG_S: a client hammering the
+        venue must not flood its log. `unlogged` counts those left out since the last line."""
+        now = _monotonic()
+        key = (event, reason)
+        last, unlogged = self._refusal_logs.get(key, (-REFUSAL_LOG_S, 0))
+        if now - last < REFUSAL_LOG_S:
+            self._refusal_logs[key] = (last, unlogged + 1)
+            return
+        self._refusal_logs[key] = (now, 0)
+        _log(event, level="warning", reason=reason, unlogged=unlogged, **fields)
+
 
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+_Samples = list[tuple[dict, float]]
+
+
 def render_metrics(book: Book) -> str:
     """The /metrics body, Prometheus text exposition."""
     lines: list[str] = []
-
-    def metric(name: str, kind: str, help_: str, samples: list[tuple[dict, float]]) -> None:
+    for name, kind, help_, samples in [*_run_metrics(book), *_node_metrics(book)]:
         lines.append(f"# HELP {name} {help_}")
         lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
             text = ",".join(f'{k}="{_label(str(v))}"' for k, v in labels.items())
             lines.append(f"{name}{{{text}}} {value}" if text else f"{name} {value}")
-
-    nodes = sorted(book.nodes.items())
-    metric("venue_run_info", "gauge", "The current run.", [({"run": book.run}, 1)])
-    metric("venue_cap", "gauge", "Child-order messages allowed per run.", [({}, book.cap)])
-    metric("venue_capped", "gauge", "1 once the cap is reached.", [({}, int(book.capped))])
-    metric(
-        "venue_messages_total", "counter", "Child-order messages this run.", [({}, book.messages)]
-    )
-    metric(
-        "venue_rejects_total",
-        "counter",
-        "Child orders refused, by reason.",
-        [({"reason": r}, c) for r, c in sorted(book.rejects.items())],
-    )
-    metric(
-        "venue_child_orders_total",
-        "counter",
-        "Valid child orders received, by node.",
-        [({"node": k}, n.child_orders) for k, n in nodes],
-    )
-    metric(
-        "venue_executions_total",
-        "counter",
-        "Executions, by node and release.",
-        [({"node": k, "release": r}, c) for k, n in nodes for r, c in sorted(n.releases.items())],
-    )
-    metric(
-        "venue_shares_total",
-        "counter",
-        "Shares executed, by node.",
-        [({"node": k}, n.shares) for k, n in nodes],
-    )
-    metric(
-        "venue_excess_shares_total",
-        "counter",
-        "Shares executed beyond their parent's quantity, by node.",
-        [({"node": k}, n.excess_shares) for k, n in nodes],
-    )
-    metric(
-        "venue_overfilled_parents_total",
-        "counter",
-        "Parent orders executed beyond their quantity, by node.",
-        [({"node": k}, n.overfilled_parents) for k, n in nodes],
-    )
-    metric(
-        "venue_position_shares",
-        "gauge",
-        "Net shares bought by each node.",
-        [({"node": k}, n.position()) for k, n in nodes],
-    )
-    metric(
-        "venue_pnl_usd",
-        "gauge",
-        "P&L of each node marked at fair value.",
-        [({"node": k}, round(n.pnl(book.symbols) / 100, 2)) for k, n in nodes],
-    )
-    metric(
-        "venue_connected",
-        "gauge",
-        "Open router connections, by node.",
-        [({"node": k}, n.connected) for k, n in nodes],
-    )
-    metric(
-        "venue_loss_usd",
-        "gauge",
-        "The run's loss marked at fair value.",
-        [({}, round(max(0, -book.pnl_cents()) / 100, 2))],
-    )
     return "\n".join(lines) + "\n"
 
 
-class _AdminServer(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
+def _run_metrics(book: Book) -> list[tuple[str, str, str, _Samples]]:
+    """(name, kind, help, samples) of the run's metrics."""
+    return [
+        ("venue_run_info", "gauge", "The current run.", [({"run": book.run}, 1)]),
+        ("venue_cap", "gauge", "Child-order messages allowed per run.", [({}, book.cap)]),
+        ("venue_capped", "gauge", "1 once the cap is reached.", [({}, int(book.capped))]),
+        (
+            "venue_messages_total",
+            "counter",
+            "Child-order messages this run.",
+            [({}, book.messages)],
+        ),
+        (
+            "venue_rejects_total",
+            "counter",
+            "Child orders refused, by reason.",
+            [({"reason": r}, c) for r, c in sorted(book.rejects.items())],
+        ),
+        (
+            "venue_refused_total",
+            "counter",
+            "Hellos and connections refused, and child orders left out of the series, by reason.",
+            [({"reason": r}, c) for r, c in sorted(book.refused.items())],
+        ),
+        (
+            "venue_loss_usd",
+            "gauge",
+            "The run's loss marked at fair value.",
+            [({}, round(max(0, -book.pnl_cents()) / 100, 2))],
+        ),
+    ]
+
+
+def _node_metrics(book: Book) -> list[tuple[str, str, str, _Samples]]:
+    """(name, kind, help, samples) of the per-node metrics."""
+    nodes = sorted(book.nodes.items())
+
+    def each(field: Callable[[NodeBook], float]) -> _Samples:
+        return [({"node": k}, field(n)) for k, n in nodes]
+
+    return [
+        (
+            "venue_child_orders_total",
+            "counter",
+            "Valid child orders received, by node.",
+            each(lambda n: n.child_orders),
+        ),
+        (
+            "venue_executions_total",
+            "counter",
+            "Executions, by node and release.",
+            [
+                ({"node": k, "release": r}, c)
+                for k, n in nodes
+                for r, c in sorted(n.releases.items())
+            ],
+        ),
+        ("venue_shares_total", "counter", "Shares executed, by node.", each(lambda n: n.shares)),
+        (
+            "venue_excess_shares_total",
+            "counter",
+            "Shares executed beyond their parent's quantity, by node.",
+            each(lambda n: n.excess_shares),
+        ),
+        (
+            "venue_overfilled_parents_total",
+            "counter",
+            "Parent orders executed beyond their quantity, by node.",
+            each(lambda n: n.overfilled_parents),
+        ),
+        (
+            "venue_position_shares",
+            "gauge",
+            "Net shares bought by each node.",
+            each(lambda n: n.position()),
+        ),
+        (
+            "venue_pnl_usd",
+            "gauge",
+            "P&L of each node marked at fair value.",
+            each(lambda n: round(n.pnl(book.symbols) / 100, 2)),
+        ),
+        (
+            "venue_connected",
+            "gauge",
+            "Open router connections, by node.",
+            each(lambda n: n.connected),
+        ),
+    ]
+
+
+class _AdminServer(AdminServer):
     venue: Venue
 
 
-class _AdminHandler(BaseHTTPRequestHandler):
+class _AdminHandler(JSONHandler):
+    """The routes of the venue admin API (docs/protocol.md, "Venue admin HTTP")."""
+
     server: _AdminServer
     server_version = "venue"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """http.server logs every request on stderr; the venue logs lifecycle events only."""
-
-    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _json(self, status: int, obj: object) -> None:
-        self._send(status, json.dumps(obj, separators=(",", ":")).encode())
 
     def do_GET(self) -> None:
         venue = self.server.venue
@@ -454,57 +585,55 @@ class _AdminHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             if url.path == "/health":
-                self._json(200, {"status": "ok"})
+                self.send_json(200, {"status": "ok"})
             elif url.path == "/stats":
-                self._json(200, venue.call(book.stats))
+                self.send_json(200, venue.call(book.stats))
             elif url.path == "/series":
-                self._json(200, venue.call(book.series))
+                self.send_json(200, venue.call(book.series))
             elif url.path == "/metrics":
                 text = venue.call(lambda: render_metrics(book))
-                self._send(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+                self.send_body(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
             elif url.path == "/executions":
                 query = parse_qs(url.query)
                 try:
                     since = int(query.get("since", ["0"])[-1])
                     limit = int(query.get("limit", ["1000"])[-1])
                 except ValueError:
-                    self._json(400, {"error": "since and limit must be integers"})
+                    self.send_json(400, {"error": "since and limit must be integers"})
                     return
                 limit = max(0, min(limit, MAX_PAGE))
-                self._json(200, venue.call(lambda: book.execution_page(since, limit)))
+                self.send_json(200, venue.call(lambda: book.execution_page(since, limit)))
             else:
-                self._json(404, {"error": "not found"})
+                self.send_json(404, {"error": "not found"})
         except (TimeoutError, RuntimeError) as exc:
-            self._json(503, {"error": f"venue busy or stopping: {exc!r}"})
+            self.send_json(503, {"error": f"venue busy or stopping: {exc!r}"})
 
     def do_POST(self) -> None:
         venue = self.server.venue
         if not venue.authorized(self.headers.get("Authorization")):
-            self._json(401, {"error": "unauthorized"})
+            self.send_json(401, {"error": "unauthorized"})
             return
         if urlsplit(self.path).path != "/reset":
-            self._json(404, {"error": "not found"})
+            self.send_json(404, {"error": "not found"})
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > 65536:
-            self._json(413, {"error": "body too large"})
-            return
-        raw = self.rfile.read(length) if length > 0 else b""
+        raw = self.body()
+        if raw is None:
+            return  # answered: too large
         try:
             body = json.loads(raw) if raw.strip() else {}
         except ValueError:
             body = None
         if not isinstance(body, dict):
-            self._json(400, {"error": "body must be a JSON object"})
+            self.send_json(400, {"error": "body must be a JSON object"})
             return
         cap = body.get("cap")
         if cap is not None and (type(cap) is not int or cap < 1):
-            self._json(400, {"error": "cap must be an integer of at least 1"})
+            self.send_json(400, {"error": "cap must be an integer of at least 1"})
             return
         try:
-            self._json(200, venue.call(lambda: venue.reset(cap)))
+            self.send_json(200, venue.call(lambda: venue.reset(cap)))
         except (TimeoutError, RuntimeError) as exc:
-            self._json(503, {"error": f"venue busy or stopping: {exc!r}"})
+            self.send_json(503, {"error": f"venue busy or stopping: {exc!r}"})
 
 
 async def _serve(venue: Venue) -> None:
@@ -537,7 +666,16 @@ def main(argv: list[str] | None = None) -> int:
     token = os.environ.get("VENUE_ADMIN_TOKEN", "")
     if not token:
         _log("no_admin_token", level="warning", detail="VENUE_ADMIN_TOKEN unset: POST refused")
-    venue = Venue(Book(cap=args.cap), args.host, args.port, None, args.admin_port, token)
+    hello_token = os.environ.get("VENUE_HELLO_TOKEN", "")
+    venue = Venue(
+        Book(cap=args.cap),
+        args.host,
+        args.port,
+        None,
+        args.admin_port,
+        token,
+        hello_token=hello_token,
+    )
     try:
         asyncio.run(_serve(venue))
     except OSError as exc:

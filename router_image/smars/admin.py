@@ -1,7 +1,15 @@
 """The admin HTTP API (health, version, metrics and the token-protected mutating calls): a small
 HTTP/1.1 server on the router's own event loop, one request per connection. Actions run on the
-loop, so they read a consistent snapshot and never race the router; only a long poll waits, in a
-thread of its own.
+loop, so they read a consistent snapshot and never race the router; a long poll waits on the
+loop too (a coroutine), and only a blocking action (one that starts and waits for a process)
+runs in a thread of its own.
+
+It cannot be starved: at most 64 connections are served at once, and when they are all taken a
+new connection takes the slot of the oldest one that is not an authenticated POST (a request
+still arriving, a long poll, which is answered at once as if its time were up, or a finished
+one lingering), so the kill switch always gets in. Every action is bounded: a blocking one by
+its route's timeout (then 503), a long poll by its own wait, its route's bound, its client
+hanging up, or the server needing its slot.
 
 Written for startup time: every release switch starts a new process, and the standard library's
 http.server alone would import email, html, mimetypes, http.client and socketserver."""
@@ -13,24 +21,31 @@ import contextlib
 import functools
 import hmac
 import json
+import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .log import Log
 
-__all__ = ["AdminServer", "Reply", "Route"]
+__all__ = ["AdminServer", "Reply", "Route", "query_number"]
 
 _MAX_HEAD = 16384  # request line and headers
 _MAX_BODY = 65536  # bodies are read and ignored; a larger one is refused (413)
-_TIMEOUT_S = 5.0  # to receive a whole request, and again to send the answer
-_MAX_CONNECTIONS = 64  # beyond this, new connections wait in the backlog
+_TIMEOUT_S = 5.0  # to receive a whole request, to run a blocking action, to send the answer
+_POLL_MAX_S = 10.0  # a long poll's bound when its route sets none
+_MAX_CONNECTIONS = 64  # served at once; beyond, a new one takes the slot of an unprivileged one
 _LINGER_S = 1.0  # after answering, reading what the client still sends, so it is not reset
 _LINGER_MAX = 1 << 20
 _CHUNK = 65536
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,8}")  # a chunk size
+_NUMBER = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")  # no sign, exponent, nan or inf
+
+# What a connection is doing, for the choice of the one to give up its slot.
+_RECEIVING, _ACTING, _POLLING, _SENDING, _LINGERING = range(5)
 
 _METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH"})
 _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
@@ -61,11 +76,46 @@ class Reply:
 @dataclass(frozen=True)
 class Route:
     method: str
-    action: Callable[..., Reply]  # runs on the event loop, unless `blocking`
+    action: Callable[..., Any]  # returns a Reply; runs on the event loop, unless `blocking`
     #: The action takes the query parameters (a dict of the first value of each).
     query: bool = False
-    #: The action may wait (a long poll): it runs in a thread of its own, never on the loop.
+    #: The action waits for something outside the loop (a process): it runs in a thread of
+    #: its own, and is answered 503 if it takes longer than `timeout_s`.
     blocking: bool = False
+    #: A long poll: the action is a coroutine function taking (query, cut) -> Reply, where
+    #: `cut` is a future the server resolves when the poll must answer now (its client hung
+    #: up, the server needs its slot or stops, or `timeout_s` is up).
+    poll: bool = False
+    #: The action's bound (None: the server's timeout, or _POLL_MAX_S for a poll).
+    timeout_s: float | None = None
+
+
+def query_number(query: Mapping[str, str], name: str, low: float, high: float) -> float | None:
+    """The number `name` of a query: plain decimal digits within [low, high] (so never NaN,
+    infinite, signed or in exponent form); None when it is not one (the caller answers 400).
+    An absent parameter reads as `low`."""
+    text = query.get(name)
+    if text is None:
+        return low
+    if not _NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if low <= value <= high else None
+
+
+class _Connection:
+    """One connection being served: what it is doing, since when, and whether it may be asked
+    to give up its slot (only an authenticated POST may not)."""
+
+    __slots__ = ("cut", "evicted", "phase", "privileged", "since", "task")
+
+    def __init__(self, since: float) -> None:
+        self.since = since
+        self.phase = _RECEIVING
+        self.privileged = False
+        self.evicted = False
+        self.cut: asyncio.Future[str] | None = None  # set while it long-polls
+        self.task: asyncio.Task[None] | None = None
 
 
 class _Refused(Exception):
@@ -140,7 +190,10 @@ class _Stream:
         length = headers.get("content-length", "0")
         if not _digits(length):
             raise _Refused(400, "bad content-length")
-        size = int(length)
+        # Leading zeros aside, more than 7 digits is over the limit anyway (and int() refuses
+        # a string of over 4300 digits).
+        digits = length.lstrip("0")
+        size = int(digits or "0") if len(digits) <= 7 else _MAX_BODY + 1
         if size > _MAX_BODY:
             raise _Refused(413, f"request body over {_MAX_BODY} bytes")
         if size > len(self.buf) and headers.get("expect", "").lower() == "100-continue":
@@ -151,12 +204,10 @@ class _Stream:
         total = 0
         while True:
             size_field = (await self._line()).split(b";", 1)[0].strip()
-            try:
-                size = int(size_field, 16)
-            except ValueError:
-                raise _Refused(400, "bad chunk size") from None
-            if size < 0:
+            # Hex digits only: int() would also take a sign, "0x" and underscores.
+            if not _HEX.fullmatch(size_field):
                 raise _Refused(400, "bad chunk size")
+            size = int(size_field, 16)
             if size == 0:
                 break
             total += size
@@ -231,7 +282,7 @@ def _encode(reply: Reply) -> bytes:
 
 class AdminServer:
     """Routes requests to actions run on `loop`; POSTs need `Authorization: Bearer <token>`.
-    Everything but the long polls' threads runs on the loop: start and stop_serving too."""
+    Everything but the blocking actions' threads runs on the loop: start and stop_serving too."""
 
     def __init__(
         self,
@@ -252,8 +303,12 @@ class AdminServer:
         self._serving = False
         self._watching = False  # the loop watches the socket for connections
         self._backoff = False  # after an accept error (e.g. out of fds), a pause
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], _Connection] = {}
+        self._evicting = 0  # connections told to give up their slot, not closed yet
         self._active = 0
+        self._polls = 0
+        #: Connections that gave up their slot to a newer one (a counter, for /metrics).
+        self.evicted = 0
 
     @property
     def port(self) -> int:
@@ -264,6 +319,16 @@ class AdminServer:
         """Requests being handled right now (from their first byte to their answer sent)."""
         return self._active
 
+    @property
+    def polls(self) -> int:
+        """Long polls waiting right now."""
+        return self._polls
+
+    @property
+    def connections(self) -> int:
+        """Connections holding a slot (those giving theirs up left out)."""
+        return len(self._connections) - self._evicting
+
     def start(self) -> None:
         """Accept connections (again, after a switch that did not end in a re-exec)."""
         self._serving = True
@@ -273,14 +338,17 @@ class AdminServer:
     def stop_serving(self) -> None:
         """Stop accepting; the socket stays open and listening (a re-exec hands it over), so
         new connections wait in its backlog for whoever serves it next. Requests already
-        received are still answered."""
+        received are still answered, the long polls at once."""
         self._serving = False
         self._watch()
+        for connection in self._connections.values():
+            if connection.cut is not None and not connection.cut.done():
+                connection.cut.set_result("stopping")
 
-    # Connections.
+    # Connections and their slots.
 
     def _watch(self) -> None:
-        want = self._serving and not self._backoff and len(self._connections) < _MAX_CONNECTIONS
+        want = self._serving and not self._backoff and self._room()
         if want == self._watching:
             return
         self._watching = want
@@ -290,10 +358,44 @@ class AdminServer:
             # Also cancels a callback already due, so nothing is accepted after this.
             self._loop.remove_reader(self.sock.fileno())
 
+    def _room(self) -> bool:
+        """A new connection can be served: a slot is free, or one can be freed."""
+        return self.connections < _MAX_CONNECTIONS or self._victim() is not None
+
+    def _victim(self) -> _Connection | None:
+        """The connection to give up its slot: one lingering after its answer, else the
+        oldest; never an authenticated POST before its answer, never one already giving its
+        slot up."""
+        candidates = [
+            c
+            for c in self._connections.values()
+            if not c.evicted and (not c.privileged or c.phase == _LINGERING)
+        ]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda c: (c.phase != _LINGERING, c.since))
+
+    def _evict(self, victim: _Connection) -> None:
+        victim.evicted = True
+        self._evicting += 1
+        self.evicted += 1
+        self.log.throttled("warning", "admin_full", max=_MAX_CONNECTIONS, evicted=self.evicted)
+        if victim.cut is not None and not victim.cut.done():
+            victim.cut.set_result("evicted")  # a long poll answers now
+        elif victim.task is not None:
+            victim.task.cancel()  # closed without an answer: it had not asked yet, or has one
+
     def _accept(self) -> None:
         for _ in range(16):  # a burst at a time; the rest at the next turn of the loop
             if not self._watching:
                 return
+            if self.connections >= _MAX_CONNECTIONS:
+                victim = self._victim()
+                if victim is None:
+                    self._watch()
+                    return  # every slot serves control: the rest wait in the backlog
+            else:
+                victim = None
             try:
                 conn, peer = self.sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -306,21 +408,30 @@ class AdminServer:
                 self._watch()
                 self._loop.call_later(0.1, self._resume)
                 return
-            conn.setblocking(False)
-            task = self._loop.create_task(self._connection(conn, peer))
-            self._connections.add(task)
-            task.add_done_callback(self._closed)
-            self._watch()
+            if victim is not None:
+                self._evict(victim)
+            self._serve(conn, peer)
+
+    def _serve(self, conn: socket.socket, peer: Any) -> None:
+        conn.setblocking(False)
+        connection = _Connection(self._loop.time())
+        task = self._loop.create_task(self._connection(conn, peer, connection))
+        connection.task = task
+        self._connections[task] = connection
+        task.add_done_callback(self._closed)
+        self._watch()
 
     def _resume(self) -> None:
         self._backoff = False
         self._watch()
 
     def _closed(self, task: asyncio.Task[None]) -> None:
-        self._connections.discard(task)
+        connection = self._connections.pop(task, None)
+        if connection is not None and connection.evicted:
+            self._evicting -= 1
         self._watch()
 
-    async def _connection(self, conn: socket.socket, peer: Any) -> None:
+    async def _connection(self, conn: socket.socket, peer: Any, connection: _Connection) -> None:
         loop = self._loop
         stream = _Stream(loop, conn)
         counted = False
@@ -333,20 +444,23 @@ class AdminServer:
                     counted = True
                     method, target, headers = await stream.request()
                     await stream.discard_body(headers)
-                response = await self._respond(method, target, headers)
+                response = await self._respond(connection, conn, method, target, headers)
             except _Refused as e:
                 response = _encode(e.reply)
             except TimeoutError:
                 if not counted:
                     return  # never said anything
                 response = _encode(Reply(408, {"error": "request timeout"}))
+            connection.phase = _SENDING
             async with asyncio.timeout(self.timeout_s):
                 await loop.sock_sendall(conn, response)
             self._active -= 1
             counted = False
-            await self._linger(conn)
-        except TimeoutError:
-            pass  # the client does not read its answer
+            if not connection.evicted:
+                connection.phase = _LINGERING
+                await self._linger(conn)
+        except (TimeoutError, OSError):
+            pass  # the client does not read its answer, or has gone
         except Exception as e:
             self.log.throttled("error", "admin_error", client=str(peer), error=repr(e))
         finally:
@@ -371,7 +485,14 @@ class AdminServer:
 
     # Requests.
 
-    async def _respond(self, method: str, target: str, headers: Mapping[str, str]) -> bytes:
+    async def _respond(
+        self,
+        connection: _Connection,
+        conn: socket.socket,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+    ) -> bytes:
         if method not in _METHODS:
             return _encode(Reply(501, {"error": "not implemented"}))
         route = self._routes.get(target.split("?", 1)[0])
@@ -379,8 +500,10 @@ class AdminServer:
             return _encode(Reply(404, {"error": "not found"}))
         if method != route.method:
             return _encode(Reply(405, {"error": "method not allowed", "allowed": route.method}))
-        if method == "POST" and not self._authorized(headers.get("authorization")):
-            return _encode(Reply(401, {"error": "unauthorized"}))
+        if method == "POST":
+            if not self._authorized(headers.get("authorization")):
+                return _encode(Reply(401, {"error": "unauthorized"}))
+            connection.privileged = not connection.evicted  # control: never gives its slot up
         action = route.action
         try:
             if route.query:
@@ -389,11 +512,73 @@ class AdminServer:
 
                 params = {k: v[0] for k, v in parse_qs(urlsplit(target).query).items()}
                 action = functools.partial(route.action, params)
-            reply = await self._in_thread(action) if route.blocking else action()
+            if route.poll:
+                reply = await self._poll(connection, conn, action, route)
+            elif route.blocking:
+                reply = await self._blocking(connection, action, route, target)
+            else:
+                reply = action()
             return _encode(reply)
         except Exception as e:
             self.log.error("admin_action_failed", path=target, error=repr(e))
             return _encode(Reply(500, {"error": "internal error"}))
+
+    async def _blocking(
+        self, connection: _Connection, action: Callable[[], Reply], route: Route, target: str
+    ) -> Reply:
+        """A blocking action, in a thread, answered 503 past its bound (the thread ends on its
+        own: a blocking action bounds its own waits)."""
+        connection.phase = _ACTING
+        bound = route.timeout_s if route.timeout_s is not None else self.timeout_s
+        try:
+            async with asyncio.timeout(bound):
+                return await self._in_thread(action)
+        except TimeoutError:
+            self.log.warning("admin_action_timeout", path=target, timeout_s=bound)
+            return Reply(503, {"error": "action timed out"})
+
+    async def _poll(
+        self,
+        connection: _Connection,
+        conn: socket.socket,
+        action: Callable[[asyncio.Future[str]], Awaitable[Reply]],
+        route: Route,
+    ) -> Reply:
+        """A long poll, on the loop: cut (answered now) when its bound is up, its client hangs
+        up, or the server needs its slot or stops serving."""
+        loop = self._loop
+        cut: asyncio.Future[str] = loop.create_future()
+        bound = route.timeout_s if route.timeout_s is not None else _POLL_MAX_S
+
+        def end(why: str) -> None:
+            if not cut.done():
+                cut.set_result(why)
+
+        if connection.evicted or not self._serving:
+            end("evicted" if connection.evicted else "stopping")
+        timer = loop.call_later(bound, end, "timeout")
+        gone = loop.create_task(self._hung_up(conn))
+        gone.add_done_callback(lambda _: end("gone"))
+        connection.phase, connection.cut = _POLLING, cut
+        self._polls += 1
+        try:
+            # A poll that ignored its cut would still end here.
+            async with asyncio.timeout(bound + 1.0):
+                return await action(cut)
+        finally:
+            self._polls -= 1
+            connection.cut = None
+            timer.cancel()
+            end("done")
+            gone.cancel()
+            # Its read is off the socket before anything else reads it (the linger).
+            await asyncio.wait([gone])
+
+    async def _hung_up(self, conn: socket.socket) -> None:
+        """Returns when the client hangs up (or resets); what it sends meanwhile is dropped."""
+        with contextlib.suppress(OSError):
+            while await self._loop.sock_recv(conn, _CHUNK):
+                pass
 
     def _authorized(self, authorization: str | None) -> bool:
         if self._token is None or not authorization:
@@ -404,14 +589,14 @@ class AdminServer:
         return hmac.compare_digest(given.strip().encode(), self._token)
 
     def _in_thread(self, action: Callable[[], Reply]) -> asyncio.Future[Reply]:
-        """Run `action` in a daemon thread (a long poll must neither block the loop nor hold
-        up the process's exit, as a thread of the default executor would)."""
+        """Run `action` in a daemon thread (it must neither block the loop nor hold up the
+        process's exit, as a thread of the default executor would)."""
         loop = self._loop
         future: asyncio.Future[Reply] = loop.create_future()
 
         def settle(reply: Reply | None, error: Exception | None) -> None:
             if future.done():
-                return  # the connection is gone
+                return  # the connection is gone, or the action's time was up
             if error is not None:
                 future.set_exception(error)
             else:
@@ -425,5 +610,5 @@ class AdminServer:
             with contextlib.suppress(RuntimeError):  # the loop is closed: the router stops
                 loop.call_soon_threadsafe(settle, *outcome)
 
-        threading.Thread(target=run, name="smars-admin-poll", daemon=True).start()
+        threading.Thread(target=run, name="smars-admin-action", daemon=True).start()
         return future

@@ -84,6 +84,8 @@ class Book:
         self.peg_interval_s = peg_interval_s
         self.peg_max_children_per_s = peg_max_children_per_s
         self.working: dict[str, Parent] = {}
+        #: Working parents per client connection (its outbox), for the per-connection cap.
+        self.working_by_client: dict[Any, int] = {}
         self.counts = BookCounts()
         self.strategies = {name: cls(self) for name, cls in strategies.items()}
 
@@ -110,6 +112,9 @@ class Book:
         """Make `order` a working parent of `strategy` (the caller checked the id is free)."""
         parent = Parent(order.id, order.symbol, order.side, order.qty, strategy, client)
         self.working[parent.id] = parent
+        if client is not None:
+            by_client = self.working_by_client
+            by_client[client] = by_client.get(client, 0) + 1
         strategy.on_parent(parent)
         return parent
 
@@ -135,6 +140,14 @@ class Book:
         parent.done = True
         if self.working.get(parent.id) is parent:
             del self.working[parent.id]
+        client = parent.client
+        if client is not None:
+            by_client = self.working_by_client
+            left = by_client[client] - 1
+            if left:
+                by_client[client] = left
+            else:
+                del by_client[client]
         self._egress.closed(parent)
 
     # What the venue says.

@@ -36,6 +36,16 @@ class Config:
     peg_interval_ms: int = 20
     peg_max_children_per_s: int = 500
     max_working: int = 20000
+    #: Working parents one order connection may have (None: a quarter of `max_working`), so
+    #: that no single client takes every slot; more are rejected `connection_limit`.
+    max_working_per_connection: int | None = None
+    #: Order connections served at once; one more is told `closing` and closed.
+    max_order_connections: int = 256
+    #: An order connection silent this long with no working parent is closed.
+    order_idle_s: float = 60.0
+    #: /health says the venue is silent (503) when children have waited this long for it
+    #: and it has sent nothing meanwhile.
+    venue_silence_s: float = 5.0
     drain_timeout_s: float = 2.0
     flags_path: str = "/etc/smars/flags.json"
     fleet_path: str = "/etc/smars/fleet.json"
@@ -57,6 +67,13 @@ class Config:
     risk_max_child_per_s: int = 500_000
     risk_max_notional: float = 250_000_000.0
     risk_reference_price: float = 100.0
+
+    @property
+    def working_per_connection(self) -> int:
+        """The effective cap of working parents per order connection."""
+        if self.max_working_per_connection is not None:
+            return self.max_working_per_connection
+        return max(1, self.max_working // 4)
 
     @property
     def venue_address(self) -> tuple[str, int]:
@@ -89,6 +106,13 @@ def _seconds(value: Any) -> float:
     if not 0 <= value <= 600:
         raise ValueError(f"expected 0..600 seconds, got {value}")
     return float(value)
+
+
+def _positive_seconds(value: Any) -> float:
+    seconds = _seconds(value)
+    if seconds <= 0:
+        raise ValueError(f"expected more than 0 seconds, got {value}")
+    return seconds
 
 
 def _dollars(high: float) -> Callable[[Any], float]:
@@ -132,6 +156,10 @@ _RULES: Mapping[str, Callable[[Any], Any]] = {
     "peg_interval_ms": _integer(1, 60_000),
     "peg_max_children_per_s": _integer(1, 1_000_000),
     "max_working": _integer(1, 10_000_000),
+    "max_working_per_connection": _integer(1, 10_000_000),
+    "max_order_connections": _integer(1, 65_536),
+    "order_idle_s": _positive_seconds,
+    "venue_silence_s": _positive_seconds,
     "drain_timeout_s": _seconds,
     "flags_path": _text,
     "fleet_path": _text,
@@ -201,4 +229,11 @@ def load_config(path: str | None = None, overrides: Mapping[str, Any] | None = N
         node = _node(node)
     except ValueError as e:
         raise ConfigError(f"node name {node!r}: {e}") from None
-    return replace(Config(node=node), **values)
+    config = replace(Config(node=node), **values)
+    per, total = config.max_working_per_connection, config.max_working
+    if per is not None and per >= total > 1:
+        raise ConfigError(
+            f"{source}: max_working_per_connection: expected less than max_working ({total}), "
+            f"got {per}: one connection could take every working slot"
+        )
+    return config

@@ -5,6 +5,7 @@ through `Egress.send`, below all strategy code. It passes each child through the
 from __future__ import annotations
 
 from collections import Counter
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from . import wire
@@ -32,6 +33,9 @@ class Egress:
         # child id -> [parent, shares not yet answered]; ids are unique per process, hence
         # per connection.
         self.in_flight: dict[int, list] = {}
+        #: When `in_flight` last went from empty to not empty (time.monotonic): with what the
+        #: venue link last heard, how long the venue has left children unanswered.
+        self.busy_since = 0.0
         self.children_sent: Counter[str] = Counter()  # per strategy
         self.refused = 0
         #: Why the last child was refused, as a parent's cancel reason (see Book.cancel_parent).
@@ -67,7 +71,10 @@ class Egress:
         self._next_id += 1
         child_id = self._next_id
         strategy = parent.strategy.NAME
-        self.in_flight[child_id] = [parent, qty]
+        in_flight = self.in_flight
+        if not in_flight:
+            self.busy_since = monotonic()
+        in_flight[child_id] = [parent, qty]
         parent.tracker.sent(qty)
         venue.add(
             wire.child(child_id, parent.id, parent.qty, parent.symbol, parent.side, qty, strategy)
@@ -76,15 +83,23 @@ class Egress:
         return True
 
     def executed(self, child_id: int, qty: int, price: float) -> Parent | None:
-        """The parent of an executed child (None for an unknown child)."""
+        """The parent of an executed child (None for an unknown child). An execution of more
+        shares than the child has open is refused (wire.VenueMessageError) before anything is
+        booked: neither the books nor the reference price take it."""
         entry = self.in_flight.get(child_id)
         if entry is None:
             return None
+        left = entry[1]
+        if qty > left:
+            raise wire.VenueMessageError(
+                f"qty: {qty} is more than the {left} shares child {child_id} has open"
+            )
         parent = entry[0]
         self._prices[parent.symbol] = price  # the risk gate's reference for the next children
-        entry[1] -= qty
-        if entry[1] <= 0:
+        if qty == left:
             del self.in_flight[child_id]
+        else:
+            entry[1] = left - qty
         return parent
 
     def rejected(self, child_id: int) -> tuple[Parent, int] | None:

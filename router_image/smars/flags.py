@@ -53,8 +53,10 @@ def _flag(name: str, entry: Any) -> Flag:
     value, meaning = entry["value"], entry["meaning"]
     if type(value) is not bool:
         raise FlagError(f"{name}.value: expected true or false")
-    if type(meaning) is not str or not 0 < len(meaning) <= _MEANING_MAX:
-        raise FlagError(f"{name}.meaning: expected a string of 1-{_MEANING_MAX} characters")
+    if type(meaning) is not str or not meaning.strip() or len(meaning) > _MEANING_MAX:
+        raise FlagError(
+            f"{name}.meaning: expected a non-blank string of 1-{_MEANING_MAX} characters"
+        )
     return Flag(name, value, meaning)
 
 

@@ -19,6 +19,7 @@ REJECT_REASONS = (
     "intake_paused",
     "venue_down",
     "overloaded",
+    "connection_limit",
 )
 
 
@@ -59,6 +60,11 @@ class Snapshot:
     fencing: bool = False
     fenced: bool = False
     flags_refused: int = 0
+    venue_silent: bool = False
+    order_connections: int = 0
+    admin_connections: int = 0
+    admin_polls: int = 0
+    admin_evicted: int = 0
 
 
 def _escape(value: Any) -> str:
@@ -144,6 +150,23 @@ def render(s: Snapshot) -> str:
          [({}, float(s.risk_exposure))]),
     ]  # fmt: skip
     out: list[str] = []
-    for family in families:
+    for family in families + _limits(s):
         out += _family(*family)
     return "\n".join(out) + "\n"
+
+
+def _limits(s: Snapshot) -> list[tuple[str, str, str, list[Sample]]]:
+    """How close the node is to its limits: the venue's answers, the order port, the admin API."""
+    return [
+        ("smars_venue_silent", "gauge",
+         "1 while child orders wait for a venue that has sent nothing for venue_silence_s.",
+         [({}, int(s.venue_silent))]),
+        ("smars_order_connections", "gauge", "Client connections of the order port.",
+         [({}, s.order_connections)]),
+        ("smars_admin_connections", "gauge", "Admin API connections being served.",
+         [({}, s.admin_connections)]),
+        ("smars_admin_polls", "gauge", "Admin API long polls waiting.", [({}, s.admin_polls)]),
+        ("smars_admin_evicted_total", "counter",
+         "Admin API connections that gave up their slot to a newer one (the API was full).",
+         [({}, s.admin_evicted)]),
+    ]  # fmt: skip

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import switch, wire
-from .admin import AdminServer, Reply, Route
+from .admin import AdminServer, Reply, Route, query_number
 from .book import Book
 from .config import Config
 from .egress import Egress
@@ -29,21 +29,24 @@ from .guards import GuardStore
 from .log import Log
 from .metrics import Metrics, Snapshot, render
 from .orders import Intake, OrderPort
-from .release import Release, load_release, tree_dir
+from .release import VERSION, Release, load_release, tree_dir
 from .risk import Limits, RiskGate
 from .state import ACTIVE, KILLED, OPEN, PAUSED, State
 from .strategies import discover
-from .venue_link import VenueLink
+from .venue_link import VenueHealth, VenueLink
 
 __all__ = ["Node"]
 
 TOKEN_ENV = "SMARS_ADMIN_TOKEN"
+#: The token the router's hello gives the venue (absent or empty: the hello has none).
+VENUE_TOKEN_ENV = "SMARS_VENUE_TOKEN"
 
 _SUMMARY_INTERVAL_S = 5.0
 _CLOSE_CLIENTS_S = 0.5
 _ADMIN_IDLE_S = 1.0
+_ARMED_WAIT_MAX_S = 10.0  # the longest wait a /switch/armed long poll may ask
+_STANDBY_SPAWN_S = 2.0  # on top of standby_ready_s: starting the standby's process
 _TREE = re.compile(r"[0-9a-f]{64}")
-_RELEASE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._+-]{0,63}")
 
 
 def _now() -> str:
@@ -76,8 +79,8 @@ class Node:
         self._stop: asyncio.Future[str] | None = None
         self._switch: asyncio.Task[None] | None = None
         self._summary_total = 0
-        self._armed = threading.Condition()
         self._armed_for: str | None = None
+        self._armed_waiters: set[asyncio.Future[None]] = set()  # long polls, on the loop
         self._standby: switch.Standby | None = None
         self._standby_lock = threading.Lock()
 
@@ -95,7 +98,15 @@ class Node:
         self.state.unconfirmed = self._pending() is not None
         self.reload()
         order_sock, admin_sock = self._listening_sockets()
-        self.orders = OrderPort(loop, order_sock, self.intake, self._internal_error)
+        self.orders = OrderPort(
+            loop,
+            order_sock,
+            self.intake,
+            self._internal_error,
+            max_connections=self.config.max_order_connections,
+            idle_s=self.config.order_idle_s,
+            log=self.log,
+        )
         await self.orders.start()
         self.admin = AdminServer(
             sock=admin_sock,
@@ -151,11 +162,17 @@ class Node:
             state=self.state,
             metrics=self.metrics,
             max_working=config.max_working,
+            max_per_connection=config.working_per_connection,
         )
         self.venue = VenueLink(
             loop=loop,
             address=config.venue_address,
-            hello=wire.hello(config.node, self.release.version, self.release.tree),
+            hello=wire.hello(
+                config.node,
+                self.release.version,
+                self.release.tree,
+                token=os.environ.get(VENUE_TOKEN_ENV),
+            ),
             book=self.book,
             on_up=self.egress.attach,
             on_down=self._venue_lost,
@@ -366,6 +383,11 @@ class Node:
             previous = path.read_text().strip()
         except OSError:
             return None
+        if not VERSION.fullmatch(previous):
+            # The marker names a folder to switch back into: anything but a release version
+            # (`../outside`) is never followed.
+            self._error("switch", "switch_pending_invalid", marker=previous[:70])
+            return None
         return None if previous == self.release.version else (previous, made)
 
     def _arm_confirm(self) -> None:
@@ -468,6 +490,8 @@ class Node:
     # Admin API (every action runs on the event loop).
 
     def _routes(self) -> dict[str, Route]:
+        # prepare and arm wait for a standby to be ready: their bound is the standby's.
+        standby_s = self.config.standby_ready_s + _STANDBY_SPAWN_S
         return {
             "/health": Route("GET", self.health),
             "/version": Route("GET", self.version),
@@ -477,10 +501,23 @@ class Node:
             "/intake/pause": Route("POST", lambda: self._set_intake(PAUSED)),
             "/intake/resume": Route("POST", lambda: self._set_intake(OPEN)),
             "/reload": Route("POST", lambda: Reply(200, self._reload_from_admin())),
-            "/switch/prepare": Route("POST", self.prepare, query=True, blocking=True),
-            "/switch/arm": Route("POST", self.arm, query=True, blocking=True),
-            "/switch/armed": Route("GET", self.armed, query=True, blocking=True),
+            "/switch": Route("POST", self.switch_now),
+            "/switch/prepare": Route(
+                "POST", self.prepare, query=True, blocking=True, timeout_s=standby_s
+            ),
+            "/switch/arm": Route("POST", self.arm, query=True, blocking=True, timeout_s=standby_s),
+            "/switch/armed": Route(
+                "GET", self.armed, query=True, poll=True, timeout_s=_ARMED_WAIT_MAX_S + 0.5
+            ),
         }
+
+    def switch_now(self) -> Reply:
+        """What SIGUSR2 does, asked over the admin API: a deploy user that is not the router's
+        own may not signal it (no container has CAP_KILL). `switching` is false when a switch
+        already runs (it is not started twice)."""
+        busy = self._switch is not None and not self._switch.done()
+        self._on_sigusr2()
+        return Reply(200, {"switching": not busy, "pid": os.getpid()})
 
     # The flip's rendezvous: each node of a guarded deploy arms itself for the new tree, then
     # waits until every peer is armed (or already runs it) before pausing and switching, so the
@@ -497,9 +534,8 @@ class Node:
             return asked
         tree, release = asked
         standby = self._standby_if_any(tree, release, wait=True)
-        with self._armed:
-            self._armed_for = tree
-            self._armed.notify_all()
+        self._armed_for = tree
+        self.loop.call_soon_threadsafe(self._wake_armed)  # this runs in a thread
         self.log.info("switch_armed", tree=tree, standby=standby)
         return Reply(200, {"armed": tree, "standby": standby})
 
@@ -510,8 +546,11 @@ class Node:
         asked = self._standby_request(query)
         if isinstance(asked, Reply):
             return asked
+        wait = query.get("wait", "0")
+        if wait not in ("0", "1"):
+            return Reply(400, {"error": "wait: expected 0 or 1"})
         tree, release = asked
-        standby = self._standby_if_any(tree, release, wait=query.get("wait") == "1")
+        standby = self._standby_if_any(tree, release, wait=wait == "1")
         return Reply(200, {"tree": tree, "standby": standby})
 
     @staticmethod
@@ -520,7 +559,7 @@ class Node:
         if not _TREE.fullmatch(tree):
             return Reply(400, {"error": "tree: expected 64 lowercase hex digits"})
         release = query.get("release")
-        if release is not None and not _RELEASE.fullmatch(release):
+        if release is not None and not VERSION.fullmatch(release):
             return Reply(400, {"error": "release: expected a release name"})
         return tree, release
 
@@ -603,21 +642,34 @@ class Node:
         standby.discard()
         self.log.info("standby_discarded", standby=standby.pid, reason="no switch came")
 
-    def armed(self, query: dict[str, str]) -> Reply:
-        """Long poll: answers once this node is armed for `tree` or runs it, or after `wait`
-        seconds (at most 10)."""
+    async def armed(self, query: dict[str, str], cut: asyncio.Future[str]) -> Reply:
+        """Long poll, on the loop: answers once this node is armed for `tree` or runs it, or
+        after `wait` seconds (0 to 10, else 400), or when the server cuts it short."""
         tree = query.get("tree", "")
-        try:
-            wait = min(max(float(query.get("wait", "0")), 0.0), 10.0)
-        except ValueError:
-            return Reply(400, {"error": "wait: expected seconds"})
+        wait = query_number(query, "wait", 0.0, _ARMED_WAIT_MAX_S)
+        if wait is None:
+            return Reply(400, {"error": f"wait: expected 0 to {_ARMED_WAIT_MAX_S:g} seconds"})
 
         def ready() -> bool:
             return tree in (self._armed_for, self.release.tree)
 
-        with self._armed:
-            found = self._armed.wait_for(ready, timeout=wait)
-        return Reply(200, {"ready": found, "armed": self._armed_for, "tree": self.release.tree})
+        loop = self.loop
+        deadline = loop.time() + wait
+        while not (ready() or cut.done()) and (left := deadline - loop.time()) > 0:
+            changed: asyncio.Future[None] = loop.create_future()
+            self._armed_waiters.add(changed)
+            try:
+                await asyncio.wait(
+                    [changed, cut], timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                self._armed_waiters.discard(changed)
+        return Reply(200, {"ready": ready(), "armed": self._armed_for, "tree": self.release.tree})
+
+    def _wake_armed(self) -> None:
+        for waiter in self._armed_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _identity(self) -> dict[str, Any]:
         return {
@@ -631,14 +683,23 @@ class Node:
     def _switches(self) -> dict[str, str]:
         return {"trading": self.state.trading, "intake": self.state.effective_intake}
 
+    def _venue_health(self) -> VenueHealth:
+        egress = self.egress
+        return self.venue.health(
+            len(egress.in_flight), egress.busy_since, self.config.venue_silence_s
+        )
+
     def health(self) -> Reply:
-        up = self.egress.connected
-        body = {
-            "status": "ok" if up else "unavailable",
-            "venue": "connected" if up else "disconnected",
+        """200 while the venue answers; 503 with the reason when it is down or silent."""
+        venue = self._venue_health()
+        body: dict[str, Any] = {
+            "status": "ok" if venue.ok else "unavailable",
+            "venue": venue.state,
             **self._switches(),
         }
-        return Reply(200 if up else 503, body)
+        if not venue.ok:
+            body["reason"] = venue.reason
+        return Reply(200 if venue.ok else 503, body)
 
     def version(self) -> Reply:
         return Reply(
@@ -650,6 +711,7 @@ class Node:
                 "fleet": self._fleet_status(),
                 "guards": self.guards.snapshot(),
                 "risk": self.risk.snapshot(),
+                "venue": self._venue_health().to_json(),
                 **self._switches(),
                 "pid": os.getpid(),
                 "started_at": self.started_at,
@@ -686,6 +748,11 @@ class Node:
             fenced=self.state.fenced is not None,
             flags_refused=sum(bool(f.get("refused")) for f in flags.values()),
             risk_exposure=round(self.risk.exposure, 2),
+            venue_silent=self._venue_health().state == "silent",
+            order_connections=len(self.orders.sessions),
+            admin_connections=self.admin.connections,
+            admin_polls=self.admin.polls,
+            admin_evicted=self.admin.evicted,
         )
         return Reply(200, render(snapshot))
 

@@ -1,6 +1,7 @@
 """The order port: client connections, the checks every parent order passes (kill switch,
 intake, venue, duplicates, load) and the routing to a strategy. Each read is processed whole
-and answered with one write."""
+and answered with one write. Its limits: working parents per connection, connections at once,
+and how long a connection without working parents may stay silent."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from .strategies import Strategy
 if TYPE_CHECKING:
     from .book import Book
     from .egress import Egress
+    from .log import Log
     from .metrics import Metrics
     from .state import State
 
@@ -25,19 +27,33 @@ class Intake:
     """Turns one order line into an ack (and a working parent) or a reject."""
 
     def __init__(
-        self, *, book: Book, egress: Egress, state: State, metrics: Metrics, max_working: int
+        self,
+        *,
+        book: Book,
+        egress: Egress,
+        state: State,
+        metrics: Metrics,
+        max_working: int,
+        max_per_connection: int | None = None,
     ) -> None:
         self._book = book
         self._egress = egress
         self._state = state
         self._metrics = metrics
         self._max_working = max_working
+        # No one connection may hold every working slot of the node.
+        self._max_per_connection = max_per_connection or max_working
+        self._by_client = book.working_by_client
         self.sor: Strategy = book.strategies["sor"]
         # Where RLP orders go: the strategy an enabled flag means in this code, else sor.
         self.rlp: Strategy = self.sor
 
     def route_rlp_to(self, name: str | None) -> None:
         self.rlp = self._book.strategies[name] if name else self.sor
+
+    def working_of(self, client: wire.Outbox) -> int:
+        """The working parents whose reports go to `client`."""
+        return self._by_client.get(client, 0)
 
     def submit(self, line: bytes | None, client: wire.Outbox) -> None:
         if line is None:
@@ -62,6 +78,12 @@ class Intake:
             refusal = "venue_down"
         elif order.id in working:
             refusal = "duplicate"
+        elif (mine := self._by_client.get(client, 0)) >= self._max_per_connection:
+            # Not retried: the client frees its own slots by letting its parents finish.
+            self._reject(
+                client, order.id, "connection_limit", f"{mine} working parents on this connection"
+            )
+            return
         elif len(working) >= self._max_working:
             refusal = "overloaded"
         else:
@@ -88,20 +110,29 @@ class OrderSession(asyncio.Protocol):
         self.outbox: wire.Outbox | None = None
         self.closing = False  # answers nothing more (EOF sent)
         self.handed_over = False  # `closing` sent: still answers, closes at the client's EOF
+        self.last_read = port.loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        port = self._port
+        if len(port.sessions) >= port.max_connections:
+            self.closing = True
+            port.refused_connection()
+            transport.write(wire.closing("too_many_connections"))
+            transport.close()  # after writing it
+            return
         wire.no_delay(transport)
         self._transport = transport
-        self.outbox = wire.Outbox(self._port.loop, transport)
-        self._port.sessions.add(self)
-        if self._port.handover is not None:
-            self.hand_over(self._port.handover)  # accepted just before the port stopped
+        self.outbox = wire.Outbox(port.loop, transport)
+        port.sessions.add(self)
+        if port.handover is not None:
+            self.hand_over(port.handover)  # accepted just before the port stopped
 
     def data_received(self, data: bytes) -> None:
         outbox = self.outbox
         if self.closing or outbox is None:
             return  # the router is re-executing: nothing more is answered on this connection
+        self.last_read = self._port.loop.time()
         submit = self._port.intake.submit
         outbox.hold()
         try:
@@ -147,6 +178,18 @@ class OrderSession(asyncio.Protocol):
         outbox.add(wire.closing(reason))
         outbox.flush()
 
+    def close_idle(self) -> None:
+        """Silent too long with nothing working: `closing` (reason `idle`), then close, so the
+        slot is free at once even if the client never hangs up."""
+        transport = self._transport
+        self.closing = True
+        if self.outbox is not None:
+            self.outbox.add(wire.closing("idle"))
+            self.outbox.flush()
+            self.outbox.close()
+        if transport is not None:
+            transport.close()
+
     def close_gracefully(self) -> None:
         """Flush, send EOF, answer nothing more (before a re-exec)."""
         self.closing = True
@@ -162,7 +205,9 @@ class OrderSession(asyncio.Protocol):
 
 
 class OrderPort:
-    """The listening socket of the order port and its sessions."""
+    """The listening socket of the order port and its sessions: at most `max_connections` at
+    once (one more is told `closing` and closed), and a session silent for `idle_s` with no
+    working parent is closed."""
 
     def __init__(
         self,
@@ -170,14 +215,22 @@ class OrderPort:
         sock: socket.socket,
         intake: Intake,
         on_error: Callable[[Exception], None],
+        *,
+        max_connections: int = 256,
+        idle_s: float = 60.0,
+        log: Log | None = None,
     ) -> None:
         self.loop = loop
         self.sock = sock
         self.intake = intake
         self.internal_error = on_error
+        self.max_connections = max_connections
+        self.idle_s = idle_s
+        self._log = log
         self.sessions: set[OrderSession] = set()
         self.handover: str | None = None  # the reason of a handover in progress
         self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def port(self) -> int:
@@ -193,11 +246,38 @@ class OrderPort:
         self._server = await self.loop.create_server(
             lambda: OrderSession(self), sock=self.sock.dup(), backlog=1024
         )
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_later(self.idle_s / 4, self._sweep)
 
     def _stop_accepting(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def refused_connection(self) -> None:
+        if self._log is not None:
+            self._log.throttled("warning", "order_connection_refused", max=self.max_connections)
+
+    def _sweep(self) -> None:
+        """Close the sessions silent for `idle_s` that have no working parent (a client that
+        waits for fills sends nothing, and is not idle)."""
+        self._sweeper = self.loop.call_later(self.idle_s / 4, self._sweep)
+        quiet_since = self.loop.time() - self.idle_s
+        working = self.intake.working_of
+        idle = [
+            s
+            for s in self.sessions
+            if s.last_read <= quiet_since
+            and not (s.closing or s.handed_over or s.outbox is None)
+            and not working(s.outbox)
+        ]
+        for session in idle:
+            session.close_idle()
+        if idle and self._log is not None:
+            self._log.info("order_idle_closed", closed=len(idle), idle_s=self.idle_s)
 
     async def hand_over(self, timeout_s: float, reason: str = "restart") -> None:
         """Before a re-exec: stop accepting, send every client `closing`, keep answering what

@@ -1,24 +1,43 @@
 """Identity of the code this process runs: the release tree it was started from, its
-release.json, and its tree hash, computed from the files themselves at startup."""
+release.json, and its tree hash, computed from the files themselves at startup.
+
+A release tree holds only what its hash covers: regular files and folders. Python would also
+run what the hash cannot see (a sourceless `x.pyc`, a `__pycache__/` entry standing in for its
+source, a symlinked module), so a tree holding any of those is refused, never hashed."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import re
+import stat
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ReleaseError
 
-__all__ = ["RELEASE_FILE", "Release", "check_tree", "load_release", "tree_dir", "tree_hash"]
+__all__ = [
+    "RELEASE_FILE",
+    "VERSION",
+    "Release",
+    "check_tree",
+    "load_release",
+    "tree_dir",
+    "tree_files",
+    "tree_hash",
+]
 
 RELEASE_FILE = "release.json"
+#: A release's version, and so the name of its folder: MAJOR.MINOR.PATCH, ASCII digits only.
+VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 
-# Byte-code the interpreter writes next to the sources is not part of a release.
-_SKIPPED_DIRS = frozenset({"__pycache__"})
-_SKIPPED_SUFFIX = ".pyc"
+# Bytecode: what the interpreter would load in place of (or without) a source file.
+_BYTECODE_DIR = "__pycache__"
+_BYTECODE_SUFFIX = ".pyc"
+_COVERS = "a release tree holds only the files its hash covers"
 
 
 @dataclass(frozen=True)
@@ -39,19 +58,55 @@ def tree_dir() -> Path:
     return Path(smars.__file__).resolve().parent.parent
 
 
-def _files(root: Path) -> list[str]:
-    """Relative posix paths of the regular files under `root` (symlinks are not files, as
-    for `find -type f`)."""
-    found = []
-    for directory, subdirs, names in os.walk(root):
-        subdirs[:] = [d for d in subdirs if d not in _SKIPPED_DIRS]
+def _refusal(path: Path, mode: int) -> str | None:
+    """Why the entry at `path` (its lstat mode) may not be in a release tree, or None."""
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if path.name == _BYTECODE_DIR or path.name.endswith(_BYTECODE_SUFFIX):
+        return "bytecode"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "neither a file nor a folder"
+    return None
+
+
+def _unreadable(error: OSError) -> None:
+    raise ReleaseError(f"{error.filename}: unreadable: {error.strerror}") from None
+
+
+def tree_files(root: str | os.PathLike[str]) -> list[str]:
+    """Relative posix paths of the files under `root`, sorted bytewise; ReleaseError naming
+    the first (bytewise) entry that a release tree may not hold."""
+    root = Path(root)
+    found: list[str] = []
+    refused: list[tuple[bytes, str]] = []
+    for directory, subdirs, names in os.walk(root, onerror=_unreadable):
         base = Path(directory)
-        for name in names:
+        descend = []
+        for name in subdirs + names:
             path = base / name
-            if name.endswith(_SKIPPED_SUFFIX) or path.is_symlink() or not path.is_file():
-                continue
-            found.append(path.relative_to(root).as_posix())
-    return found
+            rel = path.relative_to(root).as_posix()
+            try:
+                mode = path.lstat().st_mode
+            except OSError as e:
+                _unreadable(e)
+            why = _refusal(path, mode)
+            if why:
+                refused.append((_path_bytes(rel), f"{root}/{rel}: {why}"))
+            elif stat.S_ISDIR(mode):
+                descend.append(name)
+            else:
+                found.append(rel)
+        subdirs[:] = descend  # never into a refused folder, nor through a link
+    if refused:
+        refused.sort()
+        more = f" ({len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise ReleaseError(f"{refused[0][1]}: {_COVERS}{more}")
+    return sorted(found, key=_path_bytes)
+
+
+def _path_bytes(path: str) -> bytes:
+    """A path's bytes on disk: a name that is not UTF-8 keeps its raw bytes."""
+    return path.encode("utf-8", "surrogateescape")
 
 
 def _sha256(path: Path) -> str:
@@ -66,12 +121,11 @@ def tree_hash(path: str | os.PathLike[str]) -> str:
     """SHA-256 of `<sha256 of file>  <relative path>\\n` for every file, sorted by path bytes.
 
     The same text `find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs sha256sum` prints;
-    `__pycache__` directories and `*.pyc` files are left out.
+    a tree holding bytecode, a symlink or anything but files and folders is a ReleaseError.
     """
     root = Path(path)
-    paths = sorted(_files(root), key=lambda p: p.encode("utf-8", "surrogateescape"))
-    listing = "".join(f"{_sha256(root / p)}  {p}\n" for p in paths)
-    return hashlib.sha256(listing.encode("utf-8", "surrogateescape")).hexdigest()
+    listing = "".join(f"{_sha256(root / p)}  {p}\n" for p in tree_files(root))
+    return hashlib.sha256(_path_bytes(listing)).hexdigest()
 
 
 def _string_map(doc: object, field: str) -> dict[str, str]:
@@ -101,7 +155,16 @@ def load_release(root: str | os.PathLike[str]) -> Release:
     if not isinstance(strategies, list) or not all(isinstance(s, str) for s in strategies):
         raise ReleaseError(f"{path}: strategies: expected a list of names")
     flags = _string_map(doc.get("flags", {}), "flags")
-    return Release(root, version, tuple(strategies), flags, tree_hash(root))
+    try:
+        tree = tree_hash(root)
+    except ReleaseError as e:
+        if sys.dont_write_bytecode or _BYTECODE_DIR not in str(e):
+            raise
+        # Most likely written by this very interpreter, as it imported the tree.
+        raise ReleaseError(
+            f"{e}; run python3 with -B (or PYTHONDONTWRITEBYTECODE=1), else it writes bytecode there"
+        ) from None
+    return Release(root, version, tuple(strategies), flags, tree)
 
 
 def check_tree(root: str | os.PathLike[str]) -> str | None:

@@ -7,6 +7,12 @@ the node for the release ahead of the flip: a standby process of the new release
 imports and waits; at the switch it gets `go` and this process exits. Otherwise this process
 re-executes itself from the new tree (same pid), which costs an interpreter start and the
 imports inside the flip.
+
+Either way the new tree is checked by this process, the one already trusted, before any of its
+code runs: importing a module runs it, so a tree is hashed (and refused when it holds anything
+its hash does not cover) first, and the new process imports from that very folder, resolved.
+No process started here writes bytecode into a tree (PYTHONDONTWRITEBYTECODE, as -B): a release
+tree holds none.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from .errors import ReleaseError
-from .release import Release, check_tree, load_release, tree_dir
+from .release import VERSION, Release, check_tree, load_release, tree_dir, tree_hash
 
 __all__ = [
     "INHERIT_ENV",
@@ -70,6 +77,12 @@ def _command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-S", "-P", "-m", "smars", *argv]
 
 
+def _environ(tree: str) -> dict[str, str]:
+    """The environment of a router process of `tree`: it imports from that folder alone, and
+    Python writes no __pycache__/ into it (a release tree that holds any is refused)."""
+    return dict(os.environ, PYTHONPATH=tree, PYTHONDONTWRITEBYTECODE="1")
+
+
 def _inherit_spec(fds: Mapping[str, int]) -> str:
     return ",".join(f"{name}:{fd}" for name, fd in fds.items())
 
@@ -110,14 +123,19 @@ class Standby:
 
     @classmethod
     def spawn(cls, path: str, tree: str, argv: Sequence[str], fds: Mapping[str, int]) -> Standby:
-        """Start it from the release tree at `path`; it reports ready for `tree` by itself
-        (`wait_ready`), having read and hashed the tree. ReleaseError when `path` is no
-        release tree at all."""
+        """Start it from the release tree at `path`, once this process has checked that the
+        folder holds `tree` and nothing its hash does not cover: no code of a tree runs before
+        that. It then reports ready for `tree` by itself (`wait_ready`), having imported from
+        that folder and hashed it again. ReleaseError when `path` is not such a tree."""
+        path = os.path.realpath(path)  # what is hashed is what it imports, not a link's target
         problem = check_tree(path)
         if problem:
             raise ReleaseError(problem)
+        found = tree_hash(path)
+        if found != tree:
+            raise ReleaseError(f"{path} holds tree {found[:12]}, not {tree[:12]}")
         ours, theirs = socket.socketpair()
-        env = dict(os.environ, PYTHONPATH=path)
+        env = _environ(path)
         env[STANDBY_ENV] = str(theirs.fileno())
         env[INHERIT_ENV] = _inherit_spec(fds)
         try:
@@ -129,7 +147,7 @@ class Standby:
             raise ReleaseError(f"cannot start a standby: {e}") from None
         finally:
             theirs.close()
-        return cls(os.path.realpath(path), tree, proc, ours)
+        return cls(path, tree, proc, ours)
 
     def wait_ready(self, timeout: float) -> None:
         """Return once it is ready for its tree; ReleaseError (and it is discarded) when it is
@@ -190,7 +208,7 @@ class Standby:
 
 def await_go() -> Release | None:
     """In a standby (STANDBY_ENV set): report ready for our tree, then block until the router
-    that started us says `go` (return the release, hashed when its code was imported) or goes
+    that started us says `go` (return the release, hashed as this process started) or goes
     away without it (exit quietly). None at once in a router started any other way."""
     fd = os.environ.pop(STANDBY_ENV, None)
     if fd is None:
@@ -198,10 +216,12 @@ def await_go() -> Release | None:
     ctl = socket.socket(fileno=int(fd))
     release = None
     try:
+        # Hashed before the strategy modules are imported (the router that started us hashed
+        # the whole tree before this process ran any of it).
+        release = load_release(tree_dir())
         from .strategies import discover  # the strategy modules too, before `go`
 
         discover()
-        release = load_release(tree_dir())
         ready: dict[str, object] = {"tree": release.tree}
     except Exception as e:  # anything that stops this tree from running is reported
         ready = {"error": f"{type(e).__name__}: {e}"}
@@ -217,13 +237,22 @@ def await_go() -> Release | None:
     return release
 
 
-def unrunnable(tree: str) -> str | None:
-    """Why a new process could not start from `tree`, checked before giving up this one."""
+def unrunnable(tree: str, running: str | None = None) -> str | None:
+    """Why a new process could not start from `tree`, checked before giving up this one: it
+    must be a release folder (`MAJOR.MINOR.PATCH`) beside the running one (`running`, default
+    the tree this code came from), and a clean tree whose release.json reads. Whatever led
+    here (a link, a pending marker), nothing else is run."""
     problem = check_tree(tree)
     if problem:
         return problem
+    target = Path(os.path.realpath(tree))
+    if not VERSION.fullmatch(target.name):
+        return f"{tree}: {target.name!r} is not a release version (MAJOR.MINOR.PATCH)"
+    releases = Path(os.path.realpath(running)).parent if running else tree_dir().parent
+    if target.parent != releases:
+        return f"{tree}: not beside the running release (in {releases})"
     try:
-        load_release(tree)
+        load_release(target)
     except ReleaseError as e:
         return str(e)
     return None
@@ -232,7 +261,7 @@ def unrunnable(tree: str) -> str | None:
 def reexec(tree: str, argv: Sequence[str], fds: Mapping[str, int]) -> None:
     """`python3 -S -P -m smars ARGV` from `tree`, keeping `fds`; returns only by raising. No
     site module (-S): the router needs nothing from site-packages, and starts sooner."""
-    env = dict(os.environ, PYTHONPATH=tree)
+    env = _environ(tree)
     env[INHERIT_ENV] = _inherit_spec(fds)
     for fd in fds.values():
         os.set_inheritable(fd, True)

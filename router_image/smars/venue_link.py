@@ -1,16 +1,42 @@
 """The router's one persistent connection to the venue: hello first, child orders out,
-executions and refusals in; reconnects with backoff and tells the node when it is up or lost."""
+executions and refusals in; reconnects with backoff, tells the node when it is up or lost, and
+says whether the venue answers (VenueHealth: connected, disconnected, or silent while children
+wait for it)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from time import monotonic
+from typing import Any
 
 from . import wire
 from .book import Book
 from .log import Log
 
-__all__ = ["VenueLink"]
+__all__ = ["VenueHealth", "VenueLink"]
+
+CONNECTED, DISCONNECTED, SILENT = "connected", "disconnected", "silent"
+
+
+@dataclass(frozen=True)
+class VenueHealth:
+    """What /health and /version say of the venue."""
+
+    state: str  # CONNECTED, DISCONNECTED or SILENT
+    address: str
+    reason: str | None  # why the venue is not answering; None while it is
+    unanswered: int  # child orders sent and not answered yet
+    quiet_s: float | None  # how long they have waited with nothing heard from the venue
+
+    @property
+    def ok(self) -> bool:
+        return self.state == CONNECTED
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
 
 _BACKOFF_MIN_S = 0.05
 _BACKOFF_MAX_S = 2.0
@@ -32,6 +58,7 @@ class _VenueProtocol(asyncio.Protocol):
         outbox = self._outbox
         if outbox is None:
             return
+        self._link.last_heard = monotonic()
         outbox.hold()  # children sent while handling these answers leave in one write
         try:
             self._link.dispatch(self._lines.feed(data))
@@ -69,6 +96,24 @@ class VenueLink:
         self._connecting: asyncio.Task[None] | None = None
         self._stopped = False
         self.is_up = False
+        self.last_heard = 0.0  # time.monotonic() of the venue's last bytes
+
+    @property
+    def address(self) -> str:
+        return f"{self._address[0]}:{self._address[1]}"
+
+    def health(self, unanswered: int, busy_since: float, silence_s: float) -> VenueHealth:
+        """The venue is silent when `unanswered` children (the egress's, in flight since
+        `busy_since`) have waited `silence_s` with nothing at all heard from it meanwhile."""
+        if not self.is_up:
+            reason = f"no connection to the venue at {self.address}"
+            return VenueHealth(DISCONNECTED, self.address, reason, 0, None)
+        quiet = round(monotonic() - max(self.last_heard, busy_since), 3) if unanswered else None
+        if quiet is None or quiet < silence_s:
+            return VenueHealth(CONNECTED, self.address, None, unanswered, quiet)
+        children = "child order" if unanswered == 1 else "child orders"
+        reason = f"the venue has answered nothing for {quiet:.1f} s with {unanswered} {children} unanswered"
+        return VenueHealth(SILENT, self.address, reason, unanswered, quiet)
 
     def start(self) -> None:
         """Connect (again); a no-op while connected or connecting."""
@@ -112,7 +157,7 @@ class VenueLink:
         self._backoff = _BACKOFF_MIN_S
         outbox.add(self._hello)  # the first line on the connection
         self._on_up(outbox)
-        self._log.info("venue_connected", venue=f"{self._address[0]}:{self._address[1]}")
+        self._log.info("venue_connected", venue=self.address)
 
     def lost(self, exc: Exception | None) -> None:
         self._transport = None

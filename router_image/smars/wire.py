@@ -289,8 +289,13 @@ def closing(reason: str) -> bytes:
     return _dumps({"type": "closing", "reason": reason})
 
 
-def hello(node: str, release: str, tree: str) -> bytes:
-    return _dumps({"type": "hello", "node": node, "release": release, "tree": tree})
+def hello(node: str, release: str, tree: str, token: str | None = None) -> bytes:
+    """The first line to the venue: who sends, and with `token`, the proof that the venue may
+    trust it (the venue checks it against its own copy)."""
+    doc = {"type": "hello", "node": node, "release": release, "tree": tree}
+    if token:
+        doc["token"] = token
+    return _dumps(doc)
 
 
 def child(
@@ -322,11 +327,18 @@ _exec_match = re.compile(
 ).fullmatch
 
 
+_PRICE_ERROR = "price: expected a positive finite number"
+
+
 def parse_venue(line: bytes) -> tuple[str, int, int, float] | tuple[str, int, str]:
-    """("exec", child id, qty, price) or ("reject", child id, reason)."""
+    """("exec", child id, qty, price) or ("reject", child id, reason). An execution's quantity
+    and price are positive (its quantity against the child's is the egress's check)."""
     m = _exec_match(line)
     if m is not None:
-        return EXEC, int(m[1]), int(m[2]), float(m[3])
+        price = float(m[3])
+        if price > 0.0:
+            return EXEC, int(m[1]), int(m[2]), price
+        raise VenueMessageError(_PRICE_ERROR)
     return _parse_venue_json(line)
 
 
@@ -347,8 +359,9 @@ def _parse_venue_json(line: bytes) -> tuple[str, int, int, float] | tuple[str, i
         price = doc.get("price")
         if type(qty) is not int or qty <= 0:
             raise VenueMessageError("qty: expected a positive integer")
-        if type(price) not in (int, float) or not math.isfinite(price):
-            raise VenueMessageError("price: expected a finite number")
+        # A price of 0 or less, or not finite, would become the risk gate's reference price.
+        if type(price) not in (int, float) or not (math.isfinite(price) and price > 0):
+            raise VenueMessageError(_PRICE_ERROR)
         return EXEC, child_id, qty, price
     if kind == REJECT:
         reason = doc.get("reason")

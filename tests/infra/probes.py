@@ -52,24 +52,43 @@ print(json.dumps({"hostname": socket.gethostname(), "status": status,
 """
 
 # The tree hash of docs/protocol.md, recomputed from the files on disk: sha256 over
-# "<sha256>  <relpath>\\n" lines sorted bytewise; __pycache__/, *.pyc and symlinks left out.
+# "<sha256>  <relpath>\\n" lines sorted bytewise. A tree that holds what the hash would not
+# cover (bytecode: *.pyc, __pycache__/; a symlink; neither file nor folder) is refused, naming
+# the first such path: Python would run it unseen.
 TREE_HASH = """
-import hashlib, json, os, sys
+import hashlib, json, os, stat, sys
 root = sys.argv[1]
 if not os.path.isdir(root):
     sys.exit("%s: not a directory" % root)
-entries = []
+entries, refused = [], []
 for directory, subdirs, names in os.walk(root):
-    subdirs[:] = [d for d in subdirs if d != "__pycache__"]
-    for name in names:
+    descend = []
+    for name in subdirs + names:
         path = os.path.join(directory, name)
-        if name.endswith(".pyc") or os.path.islink(path) or not os.path.isfile(path):
-            continue
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 16), b""):
-                digest.update(block)
-        entries.append((os.fsencode(os.path.relpath(path, root)), digest.hexdigest()))
+        mode = os.lstat(path).st_mode
+        if stat.S_ISLNK(mode):
+            why = "a symlink"
+        elif name == "__pycache__" or name.endswith(".pyc"):
+            why = "bytecode"
+        elif not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            why = "neither a file nor a folder"
+        else:
+            why = None
+        if why:
+            refused.append((os.fsencode(path), "%s: %s" % (path, why)))
+        elif stat.S_ISDIR(mode):
+            descend.append(name)
+        else:
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 16), b""):
+                    digest.update(block)
+            entries.append((os.fsencode(os.path.relpath(path, root)), digest.hexdigest()))
+    subdirs[:] = descend
+if refused:
+    refused.sort()
+    more = " (%d more)" % (len(refused) - 1) if len(refused) > 1 else ""
+    sys.exit("%s: a release tree holds only the files its hash covers%s" % (refused[0][1], more))
 entries.sort()
 listing = b"".join(h.encode() + b"  " + rel + b"\\n" for rel, h in entries)
 print(json.dumps({"root": root, "files": len(entries),

@@ -6,14 +6,17 @@ import time
 
 import probes
 from testinfra.host import Host
+from trading import trading_problem
 
 BURST_ORDERS = 300
 QTY = 100  # one child order each (the router slices by 100)
 
 
 def test_node_fills_every_order_of_a_burst_above_the_throughput_floor(
-    host: Host, name: str, min_orders_per_s: float
+    host: Host, name: str, version: dict, min_orders_per_s: float
 ):
+    problem = trading_problem(name, version)
+    assert problem is None, problem
     prefix = probes.order_prefix(name, time.time())
     result = probes.decode(host.run(probes.burst(BURST_ORDERS, QTY, prefix)))
     assert result["acked"] == BURST_ORDERS, result

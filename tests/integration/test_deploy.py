@@ -145,6 +145,7 @@ def test_a_corrupted_staged_artifact_is_caught_before_the_switch(baseline: Lab):
             baseline.engine.exec(
                 victim,
                 ["sh", "-c", f"echo '# tampered' >> /opt/smars/releases/{NEW}/smars/wire.py"],
+                user=baseline.settings.deploy_user,  # who may write a release tree
             )
 
     result = deploy(baseline, NEW, on_event=corrupt)
@@ -178,7 +179,11 @@ def test_ctrl_c_during_a_deploy_leaves_the_fleet_uniform(baseline: Lab, moment: 
 
     for node in baseline.settings.node_names:  # so that the deploy has to download it
         container = baseline.engine.get(baseline.settings.container(node))
-        baseline.engine.exec(container, ["rm", "-rf", f"/opt/smars/releases/{NEW}"])
+        baseline.engine.exec(
+            container,
+            ["rm", "-rf", f"/opt/smars/releases/{NEW}"],
+            user=baseline.settings.deploy_user,
+        )
     knight = str(Path(sys.executable).with_name("knight"))
     proc = subprocess.Popen(
         [knight, "deploy", NEW, "--json"],
@@ -220,3 +225,122 @@ def test_ctrl_c_during_a_deploy_leaves_the_fleet_uniform(baseline: Lab, moment: 
     assert {n.intake for n in status.nodes} == {"open"}, [(n.name, n.intake) for n in status.nodes]
     releases = {n.name: n.release for n in status.nodes}
     assert len(set(releases.values())) == 1, releases
+
+
+HOSTILE = "$(touch /tmp/pwned)"
+
+
+def pwned(lab: Lab) -> list[str]:
+    """The nodes on which a hostile value ran its command (it leaves /tmp/pwned behind)."""
+    found = []
+    for node in lab.settings.node_names:
+        container = lab.engine.get(lab.settings.container(node))
+        code, _ = lab.engine.exec(container, ["test", "-e", "/tmp/pwned"])
+        found += [node] if code == 0 else []
+    return found
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["flags", "set", "flag_7", "on", "--meaning", HOSTILE],
+        ["flags", "set", "flag_7", "off", "--meaning", "rlp;touch /tmp/pwned"],
+        ["flags", "set", HOSTILE, "on", "--meaning", "rlp"],
+        ["flags", "set", "flag_7`touch /tmp/pwned`", "off", "--unsafe"],
+        ["deploy", HOSTILE],
+        ["deploy", f"{NEW};touch /tmp/pwned", "--unsafe"],
+        ["rollback", "--to", HOSTILE],
+    ],
+)
+def test_a_hostile_value_is_refused_in_one_line_and_runs_nothing_on_any_node(
+    baseline: Lab, args: list[str]
+):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for node in baseline.settings.node_names:
+        container = baseline.engine.get(baseline.settings.container(node))
+        baseline.engine.exec(container, ["rm", "-f", "/tmp/pwned"])
+    assert pwned(baseline) == []
+    before = {n.name: (n.release, n.flags) for n in baseline.status().nodes}
+    knight = str(Path(sys.executable).with_name("knight"))
+    done = subprocess.run(
+        [knight, *args],
+        env={**os.environ, "KNIGHT_LAB": baseline.settings.lab},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert done.stderr.startswith("knight: error: ")
+    assert pwned(baseline) == []
+    assert {n.name: (n.release, n.flags) for n in baseline.status().nodes} == before
+
+
+def test_the_api_refuses_a_hostile_value_too(baseline: Lab):
+    from toolkit.errors import ConfigError
+
+    for node in baseline.settings.node_names:
+        container = baseline.engine.get(baseline.settings.container(node))
+        baseline.engine.exec(container, ["rm", "-f", "/tmp/pwned"])
+    calls = [
+        lambda: flag(baseline, "flag_7", True, HOSTILE),
+        lambda: flag(baseline, HOSTILE, False, "rlp"),
+        lambda: deploy(baseline, HOSTILE, unsafe=True),
+        lambda: deploy(baseline, NEW, skip=["smars-1,!smars-2"], unsafe=True),
+        lambda: rollback(baseline, to=HOSTILE, unsafe=True),
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError):
+            call()
+    assert pwned(baseline) == []
+    assert {n.release for n in baseline.status().nodes} == {"7.1.0"}
+
+
+#: Compiled on the node by its own python3: a module whose import leaves a witness file.
+EVIL_PYC = (
+    "import py_compile, sys\n"
+    "open('/tmp/evil.py', 'w').write(\"open('/tmp/evil-ran', 'w').close()\\n\")\n"
+    "py_compile.compile('/tmp/evil.py', cfile=sys.argv[1], doraise=True)\n"
+)
+
+
+def test_stray_bytecode_in_a_staged_release_rolls_the_guarded_deploy_back_naming_it(
+    baseline: Lab,
+):
+    """A sourceless strategy module (`evil.pyc`, real bytecode) dropped beside the staged code
+    after the stage step checked it: the router's registry would import it and the tree hash
+    would not see it. The flip checks the staged tree again, refuses it naming the file, every
+    node goes back to the release it ran, and the module never ran."""
+    victim = baseline.engine.get(baseline.settings.container("smars-6"))
+    stray = f"/opt/smars/releases/{NEW}/smars/strategies/evil.pyc"
+    # whoever may write the releases (the deploy user, once there is one)
+    writer = getattr(baseline.settings, "deploy_user", None)
+    dropped: list[tuple[int, str]] = []
+
+    def drop(ev) -> None:
+        # after every node staged, before any flips
+        if ev.kind == "task_start" and ev.task.startswith("Barrier: every node") and not dropped:
+            dropped.append(
+                baseline.engine.exec(victim, ["python3", "-c", EVIL_PYC, stray], user=writer)
+            )
+
+    try:
+        result = deploy(baseline, NEW, on_event=drop)
+        ran, _ = baseline.engine.exec(victim, ["test", "-e", "/tmp/evil-ran"])
+    finally:
+        victim.reload()
+        if victim.status == "running":
+            baseline.engine.exec(victim, ["rm", "-f", stray], user=writer)
+            baseline.engine.exec(victim, ["rm", "-f", "/tmp/evil-ran", "/tmp/evil.py"])
+    assert dropped and dropped[0][0] == 0, dropped
+    assert result.status == "rolled_back", result
+    assert result.error.startswith("smars-6: "), result.error
+    assert f"{stray}: bytecode: a release tree holds only the files its hash covers" in (
+        result.error
+    )
+    assert ran != 0, "the stray bytecode ran on smars-6"
+    assert {n.release for n in baseline.status().nodes} == {"7.1.0"}

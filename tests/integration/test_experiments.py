@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -40,7 +43,7 @@ def test_reused_flag_unsafe_runs_away_wherever_old_code_meets_the_flag(lab: Lab)
 
 
 def test_rollback_unsafe_spreads_the_runaway_to_all_eight(lab: Lab):
-    journal = run(lab, "rollback", "unsafe", open_s="14")
+    journal = run(lab, "rollback", "unsafe")
     outcome = journal["outcome"]
     assert outcome["runaway_nodes"] == lab.settings.node_names
     assert set(outcome["fleet_end"].values()) == {"7.1.0"}
@@ -53,7 +56,7 @@ def test_rollback_unsafe_spreads_the_runaway_to_all_eight(lab: Lab):
 
 @pytest.mark.parametrize("exp_id", ["skipped_node", "reused_flag", "rollback"])
 def test_guarded_runs_leave_no_excess_share_and_name_the_guard_that_acted(lab: Lab, exp_id):
-    journal = run(lab, exp_id, "guarded", open_s="3")
+    journal = run(lab, exp_id, "guarded", **({} if exp_id == "rollback" else {"open_s": "3"}))
     assert journal["guards"] == dict.fromkeys(GUARDS, True)
     assert journal["outcome"]["excess_shares"] == 0
     assert journal["outcome"]["runaway_nodes"] == []
@@ -62,38 +65,85 @@ def test_guarded_runs_leave_no_excess_share_and_name_the_guard_that_acted(lab: L
     assert acted[0]["t"] > 0 and " guard refused: " in acted[0]["detail"]
     assert journal["status"] == "completed" and journal["deviated"] is False
     assert journal["expectations_met"] is True
-    assert lab.token not in json.dumps(journal)
+    assert not [secret for secret in lab.secrets if secret in json.dumps(journal)]
 
 
-def test_the_cli_runs_an_experiment_and_an_interrupt_still_runs_the_rollbacks(lab: Lab, tmp_path):
-    """Ctrl-C in the middle of the method: the rollbacks (kill switch, flag off) still run and the
-    journal says `interrupted`; the exit status is 130."""
+class _Knight:
+    """`knight experiment run` in a session of its own, its output read line by line as it comes."""
+
+    def __init__(self, lab: Lab, argv: list[str]) -> None:
+        env = {**os.environ, "KNIGHT_LAB": lab.settings.lab}
+        knight = str(Path(sys.executable).with_name("knight"))
+        self.proc = subprocess.Popen(
+            [knight, *argv],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            text=True,
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.output: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, pattern: str, timeout: float = 120) -> str:
+        """The first line of output matching `pattern` (a regular expression)."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.output.append(line)
+            if re.search(pattern, line):
+                return line
+        pytest.fail(f"no line matching {pattern!r}:\n{''.join(self.output)[-3000:]}")
+
+    def interrupt(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def finish(self, timeout: float = 120) -> str:
+        self.proc.wait(timeout=timeout)
+        while (line := self.lines.get(timeout=10)) is not None:
+            self.output.append(line)
+        return "".join(self.output)
+
+
+# Moments of the run, each named by the line the run prints as it gets there: during the reset
+# (the first line), the deploy playbook, the flag playbook, the open market, and the rollbacks.
+MOMENTS = {
+    "reset": r"s start: ",
+    "deploy": r"s reset: ",
+    "flag": r"s deploy: ",
+    "open market": r"s open: ",
+    "rollbacks": r"s rollback_kill: ",
+}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
+def test_a_ctrl_c_at_any_moment_of_a_run_exits_130_and_still_runs_the_rollbacks(
+    lab: Lab, tmp_path, moment
+):
+    """Ctrl-C at each of several moments of a run: the rollbacks (kill switch, flag off) run,
+    the journal says `interrupted`, and the exit status is 130."""
     journal_path = tmp_path / "journal.json"
-    env = {**os.environ, "KNIGHT_LAB": lab.settings.lab}
-    knight = str(Path(sys.executable).with_name("knight"))
-    argv = [knight, "experiment", "run", "skipped_node", "--mode", "unsafe"]
-    argv += ["--set", f"node={NODE}", "--set", "open_s=20", "--journal", str(journal_path)]
-    proc = subprocess.Popen(
-        argv,
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    # Interrupt once the market is open (the flag is on and orders flow).
-    while time.monotonic() < deadline:
-        if lab.venue_admin().get("/stats")["child_orders"] > 0:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the market never opened: nothing to interrupt in the middle of")
-    os.killpg(proc.pid, signal.SIGINT)
-    output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, output.decode()[-2000:]
+    argv = ["experiment", "run", "skipped_node", "--mode", "unsafe"]
+    argv += ["--set", f"node={NODE}", "--set", "open_s=30", "--journal", str(journal_path)]
+    knight = _Knight(lab, argv)
+    knight.wait_for(MOMENTS[moment])
+    knight.interrupt()
+    output = knight.finish()
+    assert knight.proc.returncode == 130, output[-3000:]
     journal = json.loads(journal_path.read_text())
-    assert journal["status"] == "interrupted"
+    assert journal["status"] == "interrupted", output[-3000:]
     kinds = [e["kind"] for e in journal["timeline"]]
     assert "rollback_kill" in kinds and "rollback_flag" in kinds
     assert {n.trading for n in lab.status().nodes} == {"killed"}

@@ -1,11 +1,18 @@
 """The router on real containers: orders flow to every node and the venue, Power Peg overfills on
-the old build when flag_7 is on, RLP on the new build never does, and hostile input is refused."""
+the old build when flag_7 is on, RLP on the new build never does, hostile input is refused, the
+admin API and the order port cannot be starved, every router proves itself to the venue, and
+/health says when the venue stops answering."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select
+import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from helpers import exchange, metric
 
@@ -167,3 +174,142 @@ def test_kill_switch_cancels_and_refuses_then_resume_trades_again(baseline: Lab)
     assert admin.post("/resume")["trading"] == "active"
     answers = exchange(port, [json.dumps({**order, "id": "k-2"}).encode() + b"\n"], expect=2)
     assert [a["type"] for a in answers] == ["ack", "fill"]
+
+
+# Hardening: the admin API, the order port, the venue link.
+
+TREE = "ab" * 32
+
+
+def _admin_port(lab: Lab, node: str) -> int:
+    return int(lab.node_admin(node).base.rsplit(":", 1)[1])
+
+
+@contextlib.contextmanager
+def _connections(port: int, heads: list[bytes]) -> Iterator[list[socket.socket]]:
+    """Connections left open after sending `heads` (requests, parts of one, or nothing)."""
+    socks: list[socket.socket] = []
+    try:
+        for head in heads:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            socks.append(sock)
+            if head:
+                sock.sendall(head)
+        yield socks
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _status(port: int, request: bytes) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        sock.sendall(request)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    return int(answer.split(b" ", 2)[1])
+
+
+def _closed_with(socks: list[socket.socket], count: int) -> list[bytes]:
+    """Reads the connections until `count` of them are closed by the other side; what each of
+    those received."""
+    got = {sock: b"" for sock in socks}
+    closed: list[bytes] = []
+    open_ = set(socks)
+    deadline = time.monotonic() + 15
+    while len(closed) < count:
+        assert time.monotonic() < deadline, f"{len(closed)} of {count} closed"
+        readable, _, _ = select.select(list(open_), [], [], 0.1)
+        for sock in readable:
+            data = sock.recv(65536)
+            got[sock] += data
+            if not data:
+                open_.discard(sock)
+                closed.append(got[sock])
+    return closed
+
+
+def test_the_kill_switch_answers_within_a_second_while_the_admin_api_is_flooded(baseline: Lab):
+    node = "smars-1"
+    admin = baseline.node_admin(node)
+    port = _admin_port(baseline, node)
+    for wait in ("nan", "inf", "-1", "1e400", "11"):  # refused at once, never waited on
+        head = f"GET /switch/armed?tree={TREE}&wait={wait} HTTP/1.1\r\n\r\n".encode()
+        assert _status(port, head) == 400, wait
+    poll = f"GET /switch/armed?tree={TREE}&wait=10 HTTP/1.1\r\n\r\n".encode()
+    partial = b"GET /health HTTP/1.1\r\nHost: x\r\n"  # never finished
+    heads = [poll] * 64 + [b""] * 16 + [partial] * 16  # more than the 64 slots
+    with _connections(port, heads):
+        _until(lambda: metric(admin.metrics(), "smars_admin_polls") >= 16, 10, "the long polls")
+        for path, trading in (("/kill", "killed"), ("/resume", "active")):
+            started = time.monotonic()
+            assert admin.post(path)["trading"] == trading
+            assert time.monotonic() - started < 1.0, path
+        assert admin.request("GET", "/health", auth=False).status == 200
+    # The polls end with their clients: nothing left waiting (nor spinning) behind them.
+    _until(lambda: metric(admin.metrics(), "smars_admin_polls") == 0, 5, "the polls to end")
+    assert metric(admin.metrics(), "smars_admin_evicted_total") >= 32
+
+
+def test_a_flood_of_order_connections_is_capped_and_leaves_the_kill_switch_answering(
+    baseline: Lab,
+):
+    node = "smars-2"
+    admin = baseline.node_admin(node)
+    with _connections(baseline.order_port(node), [b""] * 300) as socks:
+        # Beyond the cap (256 by default) a connection is told `closing` and closed.
+        told = _closed_with(socks, 300 - 256)
+        assert set(told) == {b'{"type":"closing","reason":"too_many_connections"}\n'}
+        started = time.monotonic()
+        assert admin.post("/kill")["trading"] == "killed"
+        assert time.monotonic() - started < 1.0
+        assert metric(admin.metrics(), "smars_order_connections") == 256
+    assert admin.post("/resume")["trading"] == "active"
+    _until(lambda: metric(admin.metrics(), "smars_order_connections") == 0, 10, "the flood to go")
+    order = {"type": "order", "id": "after-flood", "symbol": "KCG", "side": "buy", "qty": 100}
+    answers = exchange(baseline.order_port(node), [json.dumps(order).encode() + b"\n"], 2)
+    assert [a["type"] for a in answers] == ["ack", "fill"]
+
+
+def test_every_router_presents_the_hello_token_the_venue_expects(baseline: Lab):
+    nodes = baseline.settings.node_names
+    stats = baseline.venue_admin().get("/stats")
+    assert {n: stats["nodes"][n]["connected"] for n in nodes} == dict.fromkeys(nodes, True)
+    for node in nodes:
+        assert baseline.node_admin(node).get("/version")["venue"]["state"] == "connected"
+
+
+def test_health_is_503_with_a_reason_while_the_venue_leaves_children_unanswered(baseline: Lab):
+    node = "smars-2"
+    admin = baseline.node_admin(node)
+    engine = baseline.engine
+    venue = engine.get(baseline.settings.container("venue"))
+    order = {"type": "order", "id": "silent-1", "symbol": "KCG", "side": "buy", "qty": 100}
+    engine.pause(venue)
+    try:
+        with socket.create_connection(("127.0.0.1", baseline.order_port(node)), timeout=30) as s:
+            reader = s.makefile("rb")
+            s.sendall(json.dumps(order).encode() + b"\n")
+            assert json.loads(reader.readline()) == {"type": "ack", "id": "silent-1"}
+            health = _until(
+                lambda: (r := admin.request("GET", "/health", auth=False)).status == 503 and r,
+                15,
+                "health to say the venue is silent",
+            )
+            assert (health.body["status"], health.body["venue"]) == ("unavailable", "silent")
+            assert health.body["reason"].startswith("the venue has answered nothing for ")
+            assert admin.get("/version")["venue"]["unanswered"] == 1
+            engine.unpause(venue)
+            fill = json.loads(reader.readline())  # answered late, once the venue runs again
+            assert (fill["type"], fill["leaves"]) == ("fill", 0)
+        _until(lambda: admin.request("GET", "/health", auth=False).status == 200, 10, "health")
+    finally:
+        if engine.state(venue) == "paused":
+            engine.unpause(venue)

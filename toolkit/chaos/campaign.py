@@ -13,10 +13,11 @@ from typing import Any
 
 from toolkit.deploy.ansible import TaskEvent
 from toolkit.deploy.operations import deploy
+from toolkit.interrupts import deferred
 from toolkit.lab.lab import Lab
 from toolkit.lab.load import LoadSpec, run_load
 
-from .kinds import FAULTS, make
+from .kinds import FAULTS, halt_all, make
 
 __all__ = [
     "PHASES",
@@ -65,6 +66,8 @@ class ScheduleResult:
 class CampaignResult:
     seed: int
     schedules: list[ScheduleResult] = field(default_factory=list)
+    #: Ctrl-C ended it early: `schedules` holds those that ran to their end.
+    interrupted: bool = False
 
     @property
     def mixed(self) -> int:
@@ -78,6 +81,7 @@ class CampaignResult:
         return {
             "seed": self.seed,
             "schedules": len(self.schedules),
+            "interrupted": self.interrupted,
             "mixed_end_states": self.mixed,
             "lost_orders": self.lost_orders,
             "statuses": {
@@ -101,6 +105,7 @@ def schedules(lab: Lab, seed: int, count: int) -> list[Schedule]:
 def run_schedule(lab: Lab, schedule: Schedule, target: str = "8.0.0") -> ScheduleResult:
     """Reset the lab, deploy `target` under light load, inject the fault when its phase starts,
     undo it, and check the end state: one release everywhere, no order lost."""
+    halt_all(lab)
     lab.reset()
     fault = make(schedule.fault, lab, schedule.node, release=target)
     hit = threading.Event()
@@ -126,7 +131,8 @@ def run_schedule(lab: Lab, schedule: Schedule, target: str = "8.0.0") -> Schedul
     try:
         result = deploy(lab, target, on_event=on_event)
     finally:
-        fault.undo()
+        with deferred(lambda: None):  # a second Ctrl-C must not leave the fault behind
+            fault.undo()
     load.join(timeout=60)
     lab.wait_healthy(timeout=45)
     # A node the rescue could not reach undoes its unconfirmed switch within the confirm window.
@@ -146,11 +152,25 @@ def run_schedule(lab: Lab, schedule: Schedule, target: str = "8.0.0") -> Schedul
 def run_campaign(
     lab: Lab, seed: int, count: int, progress: Callable[[ScheduleResult], None] | None = None
 ) -> CampaignResult:
+    """Run `count` seeded schedules; Ctrl-C ends the campaign after the schedule under way has
+    undone its fault, and the lab is put back on its baseline either way."""
+    with lab.exclusive(f"fault campaign, seed {seed}"):
+        return _campaign(lab, seed, count, progress)
+
+
+def _campaign(
+    lab: Lab, seed: int, count: int, progress: Callable[[ScheduleResult], None] | None
+) -> CampaignResult:
     campaign = CampaignResult(seed)
-    for schedule in schedules(lab, seed, count):
-        result = run_schedule(lab, schedule)
-        campaign.schedules.append(result)
-        if progress:
-            progress(result)
-    lab.reset()
+    try:
+        for schedule in schedules(lab, seed, count):
+            result = run_schedule(lab, schedule)
+            campaign.schedules.append(result)
+            if progress:
+                progress(result)
+    except KeyboardInterrupt:
+        campaign.interrupted = True
+    with deferred(lambda: None):  # the lab goes back to its baseline, a second Ctrl-C or not
+        halt_all(lab)
+        lab.reset()
     return campaign

@@ -21,6 +21,8 @@ class Fault:
     NAME: ClassVar[str] = ""
     #: What the fault does, one line (for `knight lab halt-all` and the journal).
     SUMMARY: ClassVar[str] = ""
+    #: When `halt_all` undoes this kind: lower first.
+    HALT_RANK: ClassVar[int] = 1
 
     def __init__(self, lab: Lab, node: str, **options: Any) -> None:
         lab.check_node(node)

@@ -22,6 +22,7 @@ from typing import Any
 import ansible_runner
 
 from toolkit.errors import KnightError
+from toolkit.interrupts import deferring
 from toolkit.settings import Settings
 
 from .inventory import render
@@ -184,7 +185,7 @@ def run_playbook(
     on_event: Callable[[TaskEvent], None] | None = None,
 ) -> PlaybookResult:
     """Run one playbook of `playbooks/` against the lab's inventory and wait for it."""
-    project = settings.root / "playbooks"
+    project = settings.playbooks
     if not (project / playbook).is_file():
         raise KnightError(f"no playbook {playbook} in {project}")
     private = settings.reports / "runs"
@@ -257,7 +258,8 @@ def _catch_interrupts(flag: threading.Event) -> Callable[[], None]:
     """While a playbook runs, Ctrl-C (or SIGTERM) cancels it through ansible-runner's
     cancel_callback; afterwards the previous handlers are back. (Left to itself, ansible-runner
     installs handlers of its own and never restores them: a later Ctrl-C would do nothing.)"""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or deferring():
+        # A clean-up that must finish (an experiment's rollbacks) defers Ctrl-C itself.
         return lambda: None
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in previous:

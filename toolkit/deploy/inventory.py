@@ -1,5 +1,7 @@
 """The Ansible inventory of a lab: every router node reached with `docker exec` through the
-community.docker.docker connection (which testinfra maps to its own docker backend).
+community.docker.docker connection (which testinfra maps to its own docker backend), as the
+node's deploy user (`ansible_user` → `docker exec -u`): it owns the releases and the settings the
+router may only read.
 
 `playbooks/inventories/lab/hosts.yml` is this inventory for the default lab, written out so that
 people can run the playbooks and the testinfra suite by hand; a test keeps the two identical.
@@ -42,6 +44,7 @@ def lab_inventory(settings: Settings) -> dict[str, Any]:
                     "hosts": hosts,
                     "vars": {
                         "ansible_connection": "community.docker.docker",
+                        "ansible_user": settings.deploy_user,
                         "ansible_python_interpreter": "/usr/bin/python3",
                         "artifact_base_url": Lab.ARTIFACT_URL,
                     },

@@ -2,26 +2,141 @@
 
 Each call returns a plain result: what was asked, the status, every node's release before and
 after, and where the run's artifacts are. `--unsafe` is the 2012 way (manual_deploy.yml).
+
+This module is also the gate of every value bound for a playbook: each call checks its
+arguments against a strict pattern before it touches the lab, and every variable handed to
+Ansible is checked once more against its rule (`check_playbook_vars`), so that neither the CLI
+nor a Python caller can get a shell word, a Jinja template or an Ansible host pattern onto a
+node. A bad value is a ConfigError (exit 2) in one line.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from toolkit.errors import KnightError
+from toolkit.errors import ConfigError, KnightError
 from toolkit.guards.flag_registry import FlagLintError, check_release, load_registry
 from toolkit.guards.rollback_plan import RollbackRefused, check, plan_rollback
 from toolkit.guards.sets import GuardSet, default_guards
 from toolkit.lab.lab import Lab
+from toolkit.releases.catalog import FLAG_NAME, VERSION
 
 from .ansible import PlaybookResult, TaskEvent, run_playbook
 from .inventory import FLEET_GROUP
 
-__all__ = ["DeployResult", "deploy", "flag", "killswitch", "rollback"]
+__all__ = [
+    "DeployResult",
+    "check_flag_name",
+    "check_meaning",
+    "check_node_name",
+    "check_playbook_vars",
+    "check_version",
+    "deploy",
+    "flag",
+    "killswitch",
+    "rollback",
+]
+
+# -- the patterns of what reaches a playbook ---------------------------------------------------
+#: A flag's declared meaning names the strategy it turns on: the shape of a flag name (the flag
+#: registry checks meanings the same way).
+MEANING = FLAG_NAME
+#: A node's inventory name: a host name. No `:`, `!`, `,`, `&` or `*`: an Ansible host pattern
+#: (the `--limit` that leaves skipped nodes out) cannot be widened through it.
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+#: A tree hash or an artifact's SHA-256.
+HEX64 = re.compile(r"[0-9a-f]{64}")
+#: Where nodes download an artifact: http(s), a host, a port, a path of plain characters.
+URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
+#: A fleet manifest's epoch: milliseconds since 1970.
+EPOCH = re.compile(r"[0-9]{1,19}")
+
+#: Every variable the toolkit hands a playbook: (what it is, its pattern, what a good one is).
+#: A variable without a rule is refused, so a new one cannot slip past the check.
+PLAYBOOK_VARS: dict[str, tuple[str, re.Pattern[str], str]] = {
+    "fleet_group": ("inventory group", NODE_NAME, "a name (letters, digits, . _ -)"),
+    "knight_release": ("release", VERSION, "MAJOR.MINOR.PATCH"),
+    "knight_tree": ("tree hash", HEX64, "64 lowercase hex digits"),
+    "knight_artifact_sha256": ("artifact SHA-256", HEX64, "64 lowercase hex digits"),
+    "knight_artifact_url": ("artifact URL", URL, "http(s)://host[:port]/path"),
+    "knight_fence_epoch": ("fence epoch", EPOCH, "a whole number of milliseconds"),
+    "knight_flag": ("flag name", FLAG_NAME, "a name (a-z, 0-9 and _)"),
+    "knight_flag_value": ("flag value", re.compile(r"on|off"), "on or off"),
+    "knight_flag_meaning": ("flag meaning", MEANING, "a strategy name (a-z, 0-9 and _)"),
+    "knight_action": ("kill-switch action", re.compile(r"kill|resume-trading"), "kill or resume"),
+}
+
+
+def _shown(value: object) -> str:
+    """A refused value as the message shows it: quoted, escaped (one line), cut short."""
+    text = repr(value)
+    return text if len(text) <= 72 else text[:69] + "..."
+
+
+def _checked(value: object, what: str, pattern: re.Pattern[str], shape: str) -> str:
+    # An int is accepted where its digits are (the epoch); a bool is never a number here.
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = None
+    if text is None or not pattern.fullmatch(text):
+        raise ConfigError(f"{what} {_shown(value)} is not valid: expected {shape}")
+    return text
+
+
+def check_version(value: object, what: str = "release") -> str:
+    """A release version, MAJOR.MINOR.PATCH, or ConfigError."""
+    return _checked(value, what, VERSION, "MAJOR.MINOR.PATCH")
+
+
+def check_flag_name(value: object) -> str:
+    """A flag name (a-z, 0-9, _), or ConfigError."""
+    return _checked(
+        value, "flag name", FLAG_NAME, "a name (a-z, 0-9 and _, starting with a letter, at most 64)"
+    )
+
+
+def check_meaning(value: object) -> str:
+    """A flag's declared meaning (a strategy name), or ConfigError."""
+    return _checked(value, "flag meaning", MEANING, "a strategy name (a-z, 0-9 and _)")
+
+
+def check_node_name(value: object) -> str:
+    """A node's inventory name (a host name), or ConfigError."""
+    return _checked(value, "node", NODE_NAME, "a host name (letters, digits, . _ -)")
+
+
+def check_playbook_vars(variables: dict[str, Any]) -> dict[str, Any]:
+    """Every variable bound for a playbook, checked against its rule; returns them unchanged."""
+    for name, value in variables.items():
+        rule = PLAYBOOK_VARS.get(name)
+        if rule is None:
+            raise ConfigError(f"no rule for playbook variable {name!r}: not passed to Ansible")
+        _checked(value, *rule)
+    return variables
+
+
+def _run(
+    lab: Lab,
+    playbook: str,
+    variables: dict[str, Any],
+    skip: list[str] | None,
+    on_event: Callable[[TaskEvent], None] | None,
+) -> PlaybookResult:
+    """The one way this module runs a playbook: its variables and skipped nodes checked first."""
+    for node in skip or ():
+        check_node_name(node)
+    return run_playbook(
+        lab.settings, playbook, check_playbook_vars(variables), _limit(skip or []), on_event
+    )
+
 
 #: Phases before the first switch: a failure there has changed no node.
 BEFORE_FLIP = {"preflight", "barrier", "stage"}
@@ -126,14 +241,30 @@ def _status(run: PlaybookResult, version: str, after: dict[str, dict[str, str | 
 
 
 def playbook_vars(lab: Lab, version: str) -> dict[str, Any]:
+    """The variables of a deploy of `version` (its artifact published first), checked: the tree,
+    checksum and URL come from the artifact's manifest, a file that may have been edited."""
+    check_version(version)
     artifact = lab.publish(version)
-    return {
-        "knight_release": version,
-        "knight_tree": artifact.tree,
-        "knight_artifact_sha256": artifact.manifest["artifact_sha256"],
-        "knight_artifact_url": f"{lab.ARTIFACT_URL}/{version}/{artifact.tarball.name}",
-        "fleet_group": FLEET_GROUP,
-    }
+    return check_playbook_vars(
+        {
+            "knight_release": version,
+            "knight_tree": artifact.tree,
+            "knight_artifact_sha256": artifact.manifest["artifact_sha256"],
+            "knight_artifact_url": f"{lab.ARTIFACT_URL}/{version}/{artifact.tarball.name}",
+            "fleet_group": FLEET_GROUP,
+        }
+    )
+
+
+def _checked_request(lab: Lab, version: str, skip: list[str] | tuple[str, ...]) -> list[str]:
+    """A deploy's release and skipped nodes: well-formed (ConfigError, before the lab is asked),
+    then known to the catalog and the lab."""
+    check_version(version)
+    checked = [check_node_name(node) for node in skip]
+    for node in checked:
+        lab.check_node(node)
+    lab.catalog.get(version)
+    return checked
 
 
 def deploy(
@@ -152,11 +283,20 @@ def deploy(
     in 2012 (manual_deploy.yml). The flag registry refuses a release that fails its lint before
     anything runs; fencing writes the fleet manifest to every node of the fleet.
     """
-    skip = list(skip)
-    for node in skip:
-        lab.check_node(node)
-    lab.catalog.get(version)
+    skip = _checked_request(lab, version, skip)
     guards = resolve_guards(guards, unsafe)
+    with lab.exclusive(f"{action} {version}"):
+        return _deploy(lab, version, skip, guards, on_event, action)
+
+
+def _deploy(
+    lab: Lab,
+    version: str,
+    skip: list[str],
+    guards: GuardSet,
+    on_event: Callable[[TaskEvent], None] | None,
+    action: str,
+) -> DeployResult:
     before = _releases(lab)
     if guards.flags:
         try:
@@ -212,13 +352,11 @@ def _run_deploy(
     if guards.fencing and guards.atomic:
         variables["knight_fence_epoch"] = epoch
     playbook = "deploy.yml" if guards.atomic else "manual_deploy.yml"
-    run = run_playbook(lab.settings, playbook, variables, _limit(skip), on_event)
+    run = _run(lab, playbook, variables, skip, on_event)
     if not (guards.fencing and not guards.atomic):
         return run, None
     # The whole declared fleet, skipped nodes included: they are the ones to fence.
-    fence = run_playbook(
-        lab.settings, "fence.yml", {**variables, "knight_fence_epoch": epoch}, None, on_event
-    )
+    fence = _run(lab, "fence.yml", {**variables, "knight_fence_epoch": epoch}, None, on_event)
     run.duration_s = round(run.duration_s + fence.duration_s, 3)
     if fence.rc != 0 or fence.failures:
         f = fence.first_failure
@@ -267,8 +405,23 @@ def rollback(
     With the rollback guard the planner looks first: a rollback that would run code where an
     active flag means something else is refused, with the safe sequence in `plan`.
     """
+    if to is not None:
+        check_version(to)
+    skip = [check_node_name(node) for node in skip]
     target = to or lab.catalog.baseline
     guards = resolve_guards(guards, unsafe)
+    # The plan and the deploy under one hold of the lab: nothing changes the fleet in between.
+    with lab.exclusive(f"rollback to {target}"):
+        return _rollback(lab, target, guards, skip, on_event)
+
+
+def _rollback(
+    lab: Lab,
+    target: str,
+    guards: GuardSet,
+    skip: list[str],
+    on_event: Callable[[TaskEvent], None] | None,
+) -> DeployResult:
     if guards.rollback:
         status = lab.status()
         plan = plan_rollback(status.nodes, lab.catalog, target)
@@ -307,9 +460,7 @@ def _fleet_call(
     extravars: dict[str, Any],
     on_event: Callable[[TaskEvent], None] | None,
 ) -> FleetResult:
-    run = run_playbook(
-        lab.settings, playbook, {"fleet_group": FLEET_GROUP, **extravars}, None, on_event
-    )
+    run = _run(lab, playbook, {"fleet_group": FLEET_GROUP, **extravars}, None, on_event)
     failure = run.first_failure
     return FleetResult(
         action=action,
@@ -344,8 +495,23 @@ def flag(
     any node's code gives it another meaning than the declared one: that is the 2012 launch,
     `flag_7` meaning RLP, on a server whose code still meant Power Peg by it.
     """
+    check_flag_name(name)
+    if meaning is not None:
+        check_meaning(meaning)
     guards = guards if guards is not None else default_guards()
     meaning = meaning or default_meaning(lab, name)
+    with lab.exclusive(f"flag {name} {'on' if on else 'off'}"):
+        return _flag(lab, name, on, meaning, on_event, guards)
+
+
+def _flag(
+    lab: Lab,
+    name: str,
+    on: bool,
+    meaning: str,
+    on_event: Callable[[TaskEvent], None] | None,
+    guards: GuardSet,
+) -> FleetResult:
     if guards.flags and on:
         clashes = []
         for node in lab.status().nodes:

@@ -11,6 +11,7 @@ from toolkit.errors import KnightError
 from toolkit.lab.lab import Lab
 
 from .ansible import inventory_path
+from .operations import check_version
 
 __all__ = ["VerifyResult", "verify"]
 
@@ -23,11 +24,13 @@ class VerifyResult:
 
 
 def verify(lab: Lab, release: str | None = None, extra: list[str] | None = None) -> VerifyResult:
-    """Run tests/infra over every node of the lab; its output goes straight to the terminal."""
-    suite = lab.settings.root / "tests" / "infra"
+    """Run tests/infra over every node of the lab; its output goes straight to the terminal.
+    `returncode` is pytest's own, which `knight verify` exits with."""
+    suite = lab.settings.checkout("tests", "infra")
     if not suite.is_dir():
         raise KnightError(f"no verification suite at {suite}")
     if release is not None:
+        check_version(release)
         lab.catalog.get(release)
     command = [
         sys.executable,

@@ -10,6 +10,7 @@ and the line; a loaded Experiment is valid, with every default filled in.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -52,7 +53,7 @@ _REF = re.compile(r"\{([^{}]*)\}")
 
 def experiments_dir() -> Path:
     """Where experiment files live: `experiments/` at the project root (KNIGHT_HOME)."""
-    return load_settings().root / "experiments"
+    return load_settings().checkout("experiments")
 
 
 def parse_sets(pairs: Iterable[str]) -> dict[str, str]:
@@ -223,9 +224,12 @@ class _Loader:
             if isinstance(default, int):
                 return int(value)
             if isinstance(default, float):
-                return float(value)
+                number = float(value)
+                if not math.isfinite(number):  # nan, inf: no rate, duration or limit
+                    raise ValueError(value)
+                return number
         except ValueError:
-            kind = {bool: "on or off", int: "a whole number"}.get(type(default), "a number")
+            kind = {bool: "on or off", int: "a whole number"}.get(type(default), "a finite number")
             raise self.fail(
                 f"--set {name}={value!r}: expected {kind} like the default {default!r}", line
             ) from None

@@ -49,6 +49,8 @@ def run_matrix(
     experiments: list[str] | None = None,
     say: Callable[[str], None] | None = None,
 ) -> Matrix:
+    """Every experiment with no guard, each guard alone, and all of them. A Ctrl-C ends the
+    run under way as any run ends (rollbacks, journal), then the matrix (KeyboardInterrupt)."""
     say = say or (lambda _m: None)
     sets = guard_sets()
     matrix = Matrix([column for column, _, _ in sets])
@@ -61,4 +63,7 @@ def run_matrix(
             matrix.cells.setdefault(exp_id, {})[column] = outcome["excess_shares"]
             matrix.runaway.setdefault(exp_id, {})[column] = outcome["runaway_nodes"]
             matrix.journals.setdefault(exp_id, {})[column] = str(result.path)
+            if result.journal["status"] == "interrupted":
+                # The run cleaned up after the Ctrl-C and wrote its journal; the matrix stops.
+                raise KeyboardInterrupt
     return matrix

@@ -16,20 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.chaos.kinds import halt_all
 from toolkit.errors import KnightError
 from toolkit.guards.sets import GuardSet
+from toolkit.interrupts import deferred
 from toolkit.lab.lab import Lab
 from toolkit.monitor import Monitor, MonitorResult, watch
 
 from .activities import ACTIVITY_ACTS, StepOutcome
 from .journal import Journal, Outcome, ProbeResult, exit_code
 from .model import Activity, Expectations, Experiment, Probe
-from .state import RunState, undo_fault
+from .state import RunState, close_market, undo_fault
 
 __all__ = ["RunResult", "run_experiment"]
 
 #: How often the watcher samples the venue (series and abort conditions).
 SAMPLE_S = 0.5
+#: A venue whose admin API has not answered for this long aborts the run.
+VENUE_SILENT_S = 3.0
 #: A node with this many excess shares or more is a runaway node.
 RUNAWAY_SHARES = 1
 
@@ -59,11 +63,17 @@ class _Watcher:
 
     def _loop(self) -> None:
         venue = self.run.lab.venue_admin()
+        answered = time.monotonic()
         while not self._done.wait(SAMPLE_S):
             try:
                 stats = venue.get("/stats")
-            except KnightError:
+            except KnightError as exc:
+                # Without the venue's counts no abort condition can be checked: a run that
+                # cannot see its damage stops instead of going on blind.
+                if self.tripped is None and time.monotonic() - answered > VENUE_SILENT_S:
+                    self._trip(f"venue not answering for {VENUE_SILENT_S:g}s", str(exc))
                 continue
+            answered = time.monotonic()
             seen = {
                 "excess_shares": stats.get("excess_shares", 0),
                 "child_orders": stats.get("child_orders", 0),
@@ -71,11 +81,35 @@ class _Watcher:
             }
             for condition in self.run.experiment.abort:
                 if self.tripped is None and condition.tripped(seen):
-                    self.tripped = f"{condition.name} {condition.limit:g}"
-                    self.run.event(
-                        "abort", None, f"{self.tripped}: {seen[condition.observes]:g} observed"
-                    )
-                    self.run.stop.set()
+                    observed = f"{seen[condition.observes]:g} observed"
+                    self._trip(f"{condition.name} {condition.limit:g}", observed)
+
+    def _trip(self, why: str, detail: str) -> None:
+        self.tripped = why
+        self.run.event("abort", None, f"{why}: {detail}")
+        self.run.stop.set()
+
+
+@dataclass
+class _Observers:
+    """What watches a run (the monitor, the abort watcher) and when the venue's run began; each
+    is there only once the run got as far as starting it."""
+
+    monitor: Monitor | None = None
+    watcher: _Watcher | None = None
+    venue_start: float | None = None
+    #: What the monitor saw, once it stopped.
+    seen: MonitorResult | None = None
+
+    @property
+    def tripped(self) -> str | None:
+        return self.watcher.tripped if self.watcher else None
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.monitor is not None:
+            self.seen = self.monitor.stop()
 
 
 def run_experiment(
@@ -86,18 +120,38 @@ def run_experiment(
     journal_path: Path | None = None,
     say: Callable[[str], None] | None = None,
 ) -> RunResult:
-    """Run `experiment` in `mode` (unsafe: no guard, guarded: all) or with exactly `guards`."""
+    """Run `experiment` in `mode` (unsafe: no guard, guarded: all) or with exactly `guards`.
+
+    Whatever happens from the first step on (a failed step, an abort, a Docker error, Ctrl-C
+    at any moment, a second Ctrl-C during the clean-up), the market closes, every rollback
+    runs, every fault is undone, the watchers stop and the journal is written."""
     guards = guards if guards is not None else GuardSet.for_mode(mode)
-    run, monitor, venue_start = _start(lab, experiment, mode, guards, say or (lambda _m: None))
-    watcher = _Watcher(run)
-    watcher.start()
+    # A second deploy or run on this lab meanwhile is refused before it changes anything.
+    with lab.exclusive(f"experiment {experiment.id} ({mode})"):
+        return _run(lab, experiment, mode, guards, journal_path, say)
+
+
+def _run(
+    lab: Lab,
+    experiment: Experiment,
+    mode: str,
+    guards: GuardSet,
+    journal_path: Path | None,
+    say: Callable[[str], None] | None,
+) -> RunResult:
+    journal = Journal(
+        experiment.id, mode, guards.to_json(), experiment.parameters, interval_s=SAMPLE_S
+    )
+    run = RunState(lab, experiment, guards, journal, say or (lambda _m: None))
+    observers = _Observers()
     status = "completed"
     try:
+        _start(run, observers)
         before = _probe(run, experiment.steady_state, "before")
-        if not run.journal.steady("before", before):
+        if not journal.steady("before", before):
             raise KnightError(f"steady state does not hold before the run: {_failed(before)}")
         status = _method(run)
-        if watcher.tripped:
+        if observers.tripped:
             status = "aborted"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -105,61 +159,119 @@ def run_experiment(
     except KnightError as exc:
         status = "failed"
         run.event("error", None, str(exc))
+    except Exception as exc:  # a Docker error: the rollbacks and the journal still happen
+        status = "failed"
+        run.event("error", None, f"{type(exc).__name__}: {exc}")
     finally:
-        _rollbacks(run)
-        run.stop.set()  # what still runs in the background ends now: timed faults are undone
-        run.collect()
-        for fault in run.faults:
-            undo_fault(run, fault)
-        watcher.stop()
-        seen = monitor.stop()
-    return _finish(run, mode, status, seen, venue_start, journal_path)
+        if _wind_down(run, observers):
+            status = "interrupted"
+    return _finish(run, mode, status, observers, journal_path)
 
 
-def _start(
-    lab: Lab,
-    experiment: Experiment,
-    mode: str,
-    guards: GuardSet,
-    say: Callable[[str], None],
-) -> tuple[RunState, Monitor, float]:
-    """A new run's journal and shared state, the lab reset to its baseline with `guards` and the
-    monitor watching; also the venue's start time, which its series count from."""
-    journal = Journal(
-        experiment.id, mode, guards.to_json(), experiment.parameters, interval_s=SAMPLE_S
+def _start(run: RunState, observers: _Observers) -> None:
+    """The lab reset to its baseline with the run's guards, the monitor and the abort watcher
+    started; the venue's start time noted (its series count from it)."""
+    lab, guards = run.lab, run.guards
+    run.event(
+        "start", None, f"{run.experiment.title} ({run.journal.mode}, guards {guards.label()})"
     )
-    run = RunState(lab, experiment, guards, journal, say)
-    run.event("start", None, f"{experiment.title} ({mode}, guards {guards.label()})")
+    # A fault left behind by a run that crashed would break this one: undo them all first.
+    halt_all(lab)
     lab.reset(guards)
     lab.wait_healthy(timeout=30)
     run.event("reset", None, f"every node on {lab.catalog.baseline}, guards {guards.label()}")
-    venue_start = lab.venue_admin().get("/stats").get("started_at", time.time())
-    monitor_dir = lab.settings.reports / "monitor" / journal.start.strftime("%Y%m%dT%H%M%S")
-    monitor = watch(lab, acting=guards.monitor, out_dir=monitor_dir)
+    observers.venue_start = lab.venue_admin().get("/stats").get("started_at", time.time())
+    monitor_dir = lab.settings.reports / "monitor" / run.journal.start.strftime("%Y%m%dT%H%M%S")
+    observers.monitor = watch(lab, acting=guards.monitor, out_dir=monitor_dir)
     run.event(
         "monitor",
         None,
         "alerts kill the fleet" if guards.monitor else "alerts go to a mailbox nobody reads",
     )
-    return run, monitor, venue_start
+    observers.watcher = _Watcher(run)
+    observers.watcher.start()
+
+
+def _wind_down(run: RunState, observers: _Observers) -> bool:
+    """Close the market, run every rollback, end the background work, undo every fault, stop
+    the watchers: each part runs whatever happened in the one before. True when a Ctrl-C came
+    meanwhile (it is recorded, and the rest goes on)."""
+    interrupted = False
+
+    def undo_faults() -> bool:
+        ctrl_c = False
+        for fault in run.faults:
+            try:
+                undo_fault(run, fault)
+            except KeyboardInterrupt:  # the next fault is undone all the same
+                ctrl_c = True
+                run.event("interrupted", fault.node, f"Ctrl-C while undoing {fault.NAME}")
+        return ctrl_c
+
+    def end_background() -> None:
+        run.stop.set()  # what still runs in the background ends now: timed faults are undone
+        run.collect()
+
+    parts: list[tuple[str, Callable[[], bool | None]]] = [
+        ("the close", lambda: _close_at_end(run)),
+        ("the rollbacks", lambda: _rollbacks(run)),
+        ("the background work", end_background),
+        ("the fault undo", undo_faults),
+        ("the watchers", observers.stop),
+    ]
+    doing = ["the clean-up"]
+    ctrl_c: list[str] = []
+
+    def noted() -> None:  # a signal handler: note it only, it is recorded after the part
+        ctrl_c.append(doing[0])
+
+    # The clean-up is what makes the lab safe again: a Ctrl-C now is noted, not obeyed.
+    with deferred(noted):
+        for what, part in parts:
+            doing[0] = what
+            try:
+                if part():  # a part that goes on after a Ctrl-C says it came
+                    interrupted = True
+            except KeyboardInterrupt:
+                interrupted = True
+                run.event("interrupted", None, f"Ctrl-C during {what}: going on with the clean-up")
+            except Exception as exc:
+                run.event("error", None, f"{what}: {type(exc).__name__}: {exc}")
+            if what in ctrl_c:
+                run.event("interrupted", None, f"Ctrl-C during {what}: it went on to its end")
+    return interrupted or bool(ctrl_c)
+
+
+def _close_at_end(run: RunState) -> None:
+    if close_market(run):
+        run.event("close", None, "the market closes: the method is over")
 
 
 def _finish(
     run: RunState,
     mode: str,
     status: str,
-    seen: MonitorResult,
-    venue_start: float,
+    observers: _Observers,
     journal_path: Path | None,
 ) -> RunResult:
-    """After the rollbacks: the last probes, the series and the outcome, the expectations
-    checked, and the journal written."""
+    """After the clean-up: the last probes, the series and the outcome (as far as the lab still
+    answers), the expectations checked, and the journal written."""
     lab, experiment, journal = run.lab, run.experiment, run.journal
-    _record_monitor(run, seen)
-    after = _probe(run, experiment.steady_state, "after")
-    held = journal.steady("after", after)
-    _series(run, venue_start)
-    journal.outcome = _outcome(run, seen)
+    held = True
+    try:
+        if observers.seen is not None:
+            _record_monitor(run, observers.seen)
+        after = _probe(run, experiment.steady_state, "after")
+        held = journal.steady("after", after)
+        _series(run, observers.venue_start or journal.start.timestamp())
+        journal.outcome = _outcome(run, observers.seen)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        run.event("interrupted", None, "Ctrl-C while measuring the outcome: the journal is written")
+    except Exception as exc:
+        if status == "completed":
+            status = "failed"
+        run.event("error", None, f"measuring the outcome: {type(exc).__name__}: {exc}")
     deviated = not held or status == "aborted"
     if status == "completed" and deviated:
         status = "deviated"
@@ -167,13 +279,13 @@ def _finish(
     # matrix, --guards) is measured, not judged.
     own = run.guards == GuardSet.for_mode(mode)
     expectations = experiment.expectations(mode) if own else Expectations(mode)
-    draft = journal.to_json(secrets=[lab.token])
+    secrets = lab.secrets
+    draft = journal.to_json(secrets=secrets)
     journal.finish(
         status, deviated, expectations.check(draft | {"deviated": deviated, "status": status})
     )
-    path = journal.write(journal_path, reports_dir=lab.settings.reports, secrets=[lab.token])
-    doc = journal.to_json(secrets=[lab.token])
-    return RunResult(doc, path, exit_code(status))
+    path = journal.write(journal_path, reports_dir=lab.settings.reports, secrets=secrets)
+    return RunResult(journal.to_json(secrets=secrets), path, exit_code(status))
 
 
 def _method(run: RunState) -> str:
@@ -209,18 +321,24 @@ def _step(run: RunState, step: Activity) -> StepOutcome:
     return outcome
 
 
-def _rollbacks(run: RunState) -> None:
-    """Every rollback runs, whatever happened before, and goes on after one fails."""
+def _rollbacks(run: RunState) -> bool:
+    """Every rollback runs, whatever happened before, and goes on after one fails or a Ctrl-C;
+    True when a Ctrl-C came meanwhile."""
     run.stop.clear()
     run.phase = "rollbacks"
+    interrupted = False
     for step in run.experiment.rollbacks:
         try:
             outcome = ACTIVITY_ACTS[step.name](run, step.args)
         except KeyboardInterrupt:
+            interrupted = True
             outcome = StepOutcome("failed", "interrupted; going on with the rollbacks")
         except KnightError as exc:
             outcome = StepOutcome("failed", str(exc))
+        except Exception as exc:  # a Docker error must not skip the rollbacks after this one
+            outcome = StepOutcome("failed", f"{type(exc).__name__}: {exc}")
         run.event(f"rollback_{step.name}", None, f"{step.label}: {outcome.status} {outcome.detail}")
+    return interrupted
 
 
 # -- observations ---------------------------------------------------------------------------------
@@ -281,7 +399,7 @@ def _series(run: RunState, venue_start: float) -> None:
         t += step
 
 
-def _outcome(run: RunState, seen: MonitorResult) -> Outcome:
+def _outcome(run: RunState, seen: MonitorResult | None) -> Outcome:
     lab, journal = run.lab, run.journal
     stats = lab.venue_admin().get("/stats")
     nodes = stats.get("nodes", {})
@@ -294,9 +412,9 @@ def _outcome(run: RunState, seen: MonitorResult) -> Outcome:
         journal.event(
             "runaway", None, "first child order executed beyond its parent", t=min(firsts) - start
         )
-    critical = seen.first_alert("kill")  # the critical rules, and only they, kill
+    critical = seen.first_alert("kill") if seen else None  # the critical rules, and only they
     first_alert = critical.raised if critical else None
-    kills = [k.done - start for k in seen.kills] + run.kill_times
+    kills = [k.done - start for k in (seen.kills if seen else [])] + run.kill_times
     detected = journal.since_fault(first_alert - start) if first_alert else None
     killed = journal.since_fault(min(kills)) if kills else None
     return Outcome(

@@ -14,16 +14,20 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from toolkit.chaos.fault import Fault
+from toolkit.errors import KnightError
 from toolkit.guards.sets import GuardSet
 from toolkit.lab.lab import Lab
-from toolkit.lab.load import LoadResult
+from toolkit.lab.load import LoadResult, stop_load
 
 from .journal import Journal
 
 if TYPE_CHECKING:
     from .model import Experiment
 
-__all__ = ["RunState", "undo_fault"]
+__all__ = ["CLOSE_TIMEOUT_S", "RunState", "close_market", "undo_fault"]
+
+#: How long the market may take to close: every open load generator stopped and accounted for.
+CLOSE_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -42,6 +46,9 @@ class RunState:
     faults: list[Fault] = field(default_factory=list)
     kill_times: list[float] = field(default_factory=list)
     deploying: str | None = None
+    #: Loads that run until the market closes (an `open` without a duration): their
+    #: load generators' prefixes and threads, ended by `close_market`.
+    open_loads: dict[str, threading.Thread] = field(default_factory=dict)
     #: "method" or "rollbacks": a kill switch thrown by a rollback is cleanup, not a response.
     phase: str = "method"
 
@@ -54,10 +61,11 @@ class RunState:
         """Wait, but stop early on an abort; False when aborted."""
         return not self.stop.wait(seconds)
 
-    def in_background(self, name: str, work: Callable[[], None]) -> None:
+    def in_background(self, name: str, work: Callable[[], None]) -> threading.Thread:
         thread = threading.Thread(target=work, name=name, daemon=True)
         thread.start()
         self.background.append(thread)
+        return thread
 
     def collect(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -73,3 +81,24 @@ def undo_fault(run: RunState, fault: Fault) -> None:
         run.event("fault_undone", fault.node, fault.NAME)
     except Exception as exc:  # a Docker error must not stop the journal from being written
         run.event("error", fault.node, f"undo {fault.NAME}: {exc}")
+
+
+def close_market(run: RunState) -> bool:
+    """End every load that runs until the market closes, and wait for their accounts; False
+    when the market was not open. A load generator may not have started yet when this is
+    called, so it is asked to stop until its thread is done (its account then comes in as for
+    any load)."""
+    if not run.open_loads:
+        return False
+    deadline = time.monotonic() + CLOSE_TIMEOUT_S
+    pending = dict(run.open_loads)
+    while pending and time.monotonic() < deadline:
+        for prefix, thread in list(pending.items()):
+            stop_load(run.lab, prefix)
+            thread.join(timeout=0.5)
+            if not thread.is_alive():
+                del pending[prefix]
+    run.open_loads.clear()
+    if pending:
+        raise KnightError(f"the market did not close: {', '.join(pending)} still sending")
+    return True

@@ -1,5 +1,9 @@
 """The baseline primitives: put a release, flags, guards and a fleet manifest on the nodes directly
-and wait for them to run it. `Lab` inherits them; the Ansible deploy (the real path) does not use them."""
+and wait for them to run it. `Lab` inherits them; the Ansible deploy (the real path) does not use them.
+
+Like a deploy, they write as the deploy user (`Settings.deploy_uid`), who owns a node's releases
+and settings; only the signal that makes the router switch is sent as the router's own user, the
+one user that may signal it (no container has CAP_KILL)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from .paths import PENDING_FILE, PID_FILE, SMARS_ETC, SMARS_HOME
 from .specs import fleet_manifest, json_bytes, release_entries
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from docker.models.containers import Container
 
     from toolkit.releases.catalog import Catalog
@@ -56,6 +62,8 @@ class BaselinePrimitives:
 
         def up(self) -> LabStatus: ...
 
+        def exclusive(self, what: str) -> AbstractContextManager[None]: ...
+
         def status(self) -> LabStatus: ...
 
     def baseline_flags(self) -> dict[str, dict[str, Any]]:
@@ -69,21 +77,23 @@ class BaselinePrimitives:
     def install_release(self, node: str, version: str, timeout: float = 20.0) -> dict[str, Any]:
         """Put a release on one node and switch to it (symlink flip + SIGUSR2); wait until it runs."""
         self.check_node(node)
+        s = self.settings
         artifact = self.artifact(version)
         container = self._container(node)
         code, _ = self.engine.exec(
             container, ["test", "-f", f"{SMARS_HOME}/releases/{version}/release.json"]
         )
         if code != 0:
-            self.engine.put(container, SMARS_HOME, release_entries(artifact), self.settings.uid)
+            self.engine.put(container, SMARS_HOME, release_entries(artifact), s.deploy_uid)
         flip = (
             f"ln -sfn releases/{version} {SMARS_HOME}/current.new && "
-            f"mv -Tf {SMARS_HOME}/current.new {SMARS_HOME}/current && "
-            f'kill -USR2 "$(cat {PID_FILE})"'
+            f"mv -Tf {SMARS_HOME}/current.new {SMARS_HOME}/current"
         )
-        code, out = self.engine.exec(container, ["sh", "-c", flip])
-        if code != 0:
-            raise LabError(f"{node}: switch to {version} failed: {out.strip()}")
+        signal = f'kill -USR2 "$(cat {PID_FILE})"'
+        for user, script in ((s.deploy_user, flip), (str(s.uid), signal)):
+            code, out = self.engine.exec(container, ["sh", "-c", script], user=user)
+            if code != 0:
+                raise LabError(f"{node}: switch to {version} failed: {out.strip()}")
         return self.wait_running(node, artifact.tree, timeout)
 
     def wait_uniform(self, timeout: float = 30.0) -> dict[str, str | None]:
@@ -125,7 +135,10 @@ class BaselinePrimitives:
     def write_flags_file(self, node: str, content: bytes) -> None:
         """Replace a node's flags file with exactly these bytes (tests feed it malformed ones)."""
         self.engine.put(
-            self._container(node), SMARS_ETC, [FileEntry("flags.json", content)], self.settings.uid
+            self._container(node),
+            SMARS_ETC,
+            [FileEntry("flags.json", content)],
+            self.settings.deploy_uid,
         )
 
     @staticmethod
@@ -143,7 +156,7 @@ class BaselinePrimitives:
                 self._container(node),
                 SMARS_ETC,
                 [FileEntry("guards.json", content)],
-                self.settings.uid,
+                self.settings.deploy_uid,
             )
             self.node_admin(node).post("/reload")
 
@@ -152,7 +165,12 @@ class BaselinePrimitives:
 
     def reset(self, guards: GuardSet | None = None) -> None:
         """Put every node back on the baseline: release, flags, fleet manifest, guard switches,
-        trading and intake; new venue run."""
+        trading and intake; new venue run. Under the lab lock (LabBusy while another process
+        deploys or experiments)."""
+        with self.exclusive("lab reset"):
+            self._reset(guards)
+
+    def _reset(self, guards: GuardSet | None) -> None:
         base = self.catalog.baseline
         artifact = self.artifact(base)
         tree = artifact.tree
@@ -178,7 +196,7 @@ class BaselinePrimitives:
                 self._container(node),
                 SMARS_ETC,
                 [FileEntry("fleet.json", manifest), FileEntry("guards.json", router_guards)],
-                self.settings.uid,
+                self.settings.deploy_uid,
             )
             self.set_flags(node, self.baseline_flags())
             if admin.get("/version").get("tree") != tree:

@@ -1,6 +1,9 @@
 """The one module that talks to the Docker engine: networks, containers, files, exec, ports.
 
-Everything it creates carries the lab label, so `remove_lab` finds it all even after a crash.
+Everything it creates carries the lab label, so `remove_lab` finds it all even after a crash,
+and it hands out nothing that does not: a container or network that merely bears a lab name is
+`Foreign`, and is never removed, exec'd into, written to nor faulted. Every container it creates
+runs with no capability, no way to gain privileges, and a memory and a process limit.
 Each Docker call is logged at debug level to "knight.docker" (never a token nor file contents).
 """
 
@@ -16,6 +19,8 @@ from dataclasses import dataclass, field
 import docker
 import docker.errors
 from docker.models.containers import Container
+from docker.models.networks import Network
+from docker.types import Mount
 
 from toolkit.errors import DockerUnavailable, LabError
 from toolkit.settings import LABEL
@@ -24,6 +29,8 @@ __all__ = [
     "ContainerSpec",
     "Engine",
     "FileEntry",
+    "Foreign",
+    "Resources",
     "tar_of",
 ]
 
@@ -40,6 +47,19 @@ class FileEntry:
     target: str | None = None
 
 
+class Foreign(LabError):
+    """A container or network bears a lab's name without its label: not the lab's to touch."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What a container may use: memory in bytes (swap none beyond it), and processes (threads
+    count), so that a runaway role cannot starve the machine or its neighbours."""
+
+    memory: int
+    pids: int
+
+
 @dataclass
 class ContainerSpec:
     """What a lab container is: enough to create it the same way every time."""
@@ -48,10 +68,15 @@ class ContainerSpec:
     hostname: str
     command: list[str]
     labels: dict[str, str]
+    #: "uid:gid" its processes run as (the image's user when None)
+    user: str | None = None
+    resources: Resources = Resources(memory=256 * 2**20, pids=128)
     env: dict[str, str] = field(default_factory=dict)
     #: container port → published on 127.0.0.1 at a free host port
     ports: tuple[int, ...] = ()
     aliases: tuple[str, ...] = ()
+    #: folders that are a volume of the container's own (labelled, removed with it)
+    volumes: tuple[str, ...] = ()
     #: files placed before the first start: (directory in the container, entries relative to it)
     files: list[tuple[str, list[FileEntry]]] = field(default_factory=list)
 
@@ -88,14 +113,24 @@ def tar_of(entries: Iterable[FileEntry], uid: int, dirs: Iterable[str] = ()) -> 
 class Engine:
     """A Docker engine seen through one lab's label."""
 
-    def __init__(self, lab: str) -> None:
+    def __init__(self, lab: str, client: docker.DockerClient | None = None) -> None:
         self.lab = lab
+        if client is not None:  # given (the unit tests give a fake one)
+            self.client = client
+            return
         log.debug("connect to the Docker engine (lab %s)", lab)
         try:
             self.client = docker.from_env(timeout=60)
             self.client.ping()
         except docker.errors.DockerException as exc:
             raise DockerUnavailable(f"cannot reach the Docker engine: {exc}") from None
+
+    def _check_label(self, kind: str, name: str, labels: dict[str, str] | None) -> None:
+        if (labels or {}).get(LABEL) != self.lab:
+            raise Foreign(
+                f"{kind} {name} is not lab {self.lab!r}'s (it lacks the label {LABEL}={self.lab}): "
+                "knight leaves it alone; remove or rename it"
+            )
 
     # -- queries ---------------------------------------------------------------------------
     def containers(self, **labels: str) -> list[Container]:
@@ -104,11 +139,28 @@ class Engine:
         return self.client.containers.list(all=True, filters={"label": filters})
 
     def get(self, name: str) -> Container | None:
+        """The lab's container of that name, None when there is none; Foreign when a container
+        of that name does not carry the lab's label (every lookup by name comes here)."""
         log.debug("get container %s", name)
         try:
-            return self.client.containers.get(name)
+            container = self.client.containers.get(name)
         except docker.errors.NotFound:
             return None
+        if container.name != name:  # Docker also matches an id prefix: not what was asked
+            return None
+        self._check_label("container", name, container.labels)
+        return container
+
+    def network(self, name: str) -> Network | None:
+        """The lab's network of that name, None when there is none; Foreign when it is not the
+        lab's."""
+        log.debug("list networks %s", name)
+        # `names` matches substrings too: keep the exact one
+        found = [n for n in self.client.networks.list(names=[name]) if n.name == name]
+        if not found:
+            return None
+        self._check_label("network", name, found[0].attrs.get("Labels"))
+        return found[0]
 
     def image_exists(self, ref: str) -> bool:
         log.debug("look up image %s", ref)
@@ -146,9 +198,7 @@ class Engine:
 
     # -- lifecycle -------------------------------------------------------------------------
     def ensure_network(self, name: str) -> None:
-        log.debug("list networks %s", name)
-        found = self.client.networks.list(names=[name])
-        if any(n.name == name for n in found):
+        if self.network(name) is not None:
             return
         log.debug("create network %s", name)
         self.client.networks.create(
@@ -167,21 +217,16 @@ class Engine:
         )
         endpoint = self.client.api.create_endpoint_config(aliases=list(spec.aliases))
         networking = self.client.api.create_networking_config({network: endpoint})
-        host_config = self.client.api.create_host_config(
-            init=True,
-            port_bindings={p: ("127.0.0.1", None) for p in spec.ports},
-            restart_policy={"Name": "no"},
-            log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
-        )
         created = self.client.api.create_container(
             image,
             command=spec.command,
             name=spec.name,
             hostname=spec.hostname,
-            labels={LABEL: self.lab, **spec.labels},
+            user=spec.user,
+            labels={**spec.labels, LABEL: self.lab},
             environment=spec.env,
             ports=list(spec.ports),
-            host_config=host_config,
+            host_config=self._host_config(spec),
             networking_config=networking,
         )
         container = self.client.containers.get(created["Id"])
@@ -189,14 +234,33 @@ class Engine:
             self.put(container, directory, entries, uid)
         return container
 
+    def _host_config(self, spec: ContainerSpec) -> dict:
+        # Nothing in a lab container needs a capability: its processes run as a non-root user,
+        # and the Docker engine, not the container, places files and ports.
+        return self.client.api.create_host_config(
+            init=True,
+            port_bindings={p: ("127.0.0.1", None) for p in spec.ports},
+            restart_policy={"Name": "no"},
+            log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges:true"],
+            pids_limit=spec.resources.pids,
+            mem_limit=spec.resources.memory,
+            memswap_limit=spec.resources.memory,
+            # Anonymous, so they go with the container; labelled, so `remove_lab` finds them.
+            mounts=[
+                Mount(path, None, type="volume", labels={LABEL: self.lab}) for path in spec.volumes
+            ],
+        )
+
     def start(self, container: Container) -> None:
         log.debug("start container %s", container.name)
         container.start()
 
     def remove(self, container: Container) -> None:
-        """Remove a container, running or not (its anonymous volumes stay)."""
+        """Remove a container, running or not, with its own volumes."""
         log.debug("remove container %s", container.name)
-        container.remove(force=True)
+        container.remove(force=True, v=True)
 
     def unpause(self, container: Container) -> None:
         log.debug("unpause container %s", container.name)
@@ -223,18 +287,29 @@ class Engine:
         container.reload()
         return set(container.attrs["NetworkSettings"]["Networks"])
 
+    def _lab_network(self, name: str) -> Network:
+        network = self.network(name)
+        if network is None:
+            raise LabError(f"no network {name} in lab {self.lab!r} (knight lab up)")
+        return network
+
     def disconnect(self, network: str, container: Container) -> None:
         log.debug("disconnect %s from network %s", container.name, network)
-        self.client.networks.get(network).disconnect(container)
+        self._lab_network(network).disconnect(container)
 
     def connect(self, network: str, container: Container, aliases: list[str]) -> None:
         log.debug("connect %s to network %s as %s", container.name, network, ",".join(aliases))
-        self.client.networks.get(network).connect(container, aliases=aliases)
+        self._lab_network(network).connect(container, aliases=aliases)
 
-    def exec_detached(self, container: Container, cmd: list[str]) -> None:
-        """Start a command in a container and return at once."""
-        log.debug("exec (detached) in %s: %s", container.name, shlex.join(cmd))
-        container.exec_run(cmd, detach=True)
+    def exec_detached(self, container: Container, cmd: list[str], user: str | None = None) -> None:
+        """Start a command in a container and return at once (as `user`, else the container's)."""
+        log.debug(
+            "exec (detached) in %s%s: %s",
+            container.name,
+            f" as {user}" if user else "",
+            shlex.join(cmd),
+        )
+        container.exec_run(cmd, detach=True, user=user or "")
 
     def put(
         self, container: Container, directory: str, entries: Iterable[FileEntry], uid: int
@@ -252,7 +327,8 @@ class Engine:
     def exec(
         self, container: Container, cmd: list[str], user: str | None = None
     ) -> tuple[int, str]:
-        """Run a command in a container; returns (exit code, combined output)."""
+        """Run a command in a container as `user` (else the container's own, the router's in a
+        node); returns (exit code, combined output)."""
         log.debug(
             "exec in %s%s: %s", container.name, f" as {user}" if user else "", shlex.join(cmd)
         )

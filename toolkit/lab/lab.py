@@ -1,18 +1,20 @@
 """The lab: a labelled network, the venue, the client and the router nodes `smars-1..N`.
 
-`Lab` owns the plumbing (engine, catalog, artifacts, the admin token, admin clients, containers),
-brings the lab up and down, reads its status, publishes releases and reads the venue's record;
-it inherits the baseline primitives (`baseline.BaselinePrimitives`). `up` is idempotent (it creates
-what is missing, starts what is stopped, leaves what runs); `down` removes everything that carries
-the lab's label.
+`Lab` owns the plumbing (engine, catalog, artifacts, the lab's tokens, admin clients,
+containers, the lab lock), brings the lab up and down, reads its status, publishes releases and
+reads the venue's record; it inherits the baseline primitives (`baseline.BaselinePrimitives`).
+`up` is idempotent (it creates what is missing, recreates what differs from its spec, starts
+what is stopped, leaves what runs) and refuses a container that bears a lab name without the
+lab's label; `down` removes everything that carries the lab's label.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -24,11 +26,13 @@ from toolkit.releases.artifacts import Artifact, build
 from toolkit.releases.catalog import Catalog, load_catalog
 from toolkit.settings import Settings, load_settings, node_key
 
+from . import lock
 from .admin import AdminClient
 from .baseline import BaselinePrimitives
 from .engine import ContainerSpec, Engine, FileEntry
-from .specs import lab_specs
+from .specs import SECRET_LABEL, SPEC_LABEL, lab_specs, spec_digest
 from .status import LabStatus, NodeStatus, node_status, plain_status, venue_status
+from .tokens import LabTokens
 
 __all__ = ["Lab"]
 
@@ -52,7 +56,7 @@ class Lab(BaselinePrimitives):
         self.guards = guards if guards is not None else default_guards()
         self._engine = engine
         self._catalog: Catalog | None = None
-        self._token: str | None = None
+        self._tokens: LabTokens | None = None
 
     # -- plumbing --------------------------------------------------------------------------
     @property
@@ -72,18 +76,32 @@ class Lab(BaselinePrimitives):
         return build(self.catalog, version, self.settings.router_source, self.settings.dist)
 
     @property
+    def tokens(self) -> LabTokens:
+        """The lab's tokens: from the secret its venue container keeps, or new for a new lab
+        (then `up` recreates every container made with another one)."""
+        if self._tokens is None:
+            venue = self.engine.get(self.settings.container("venue"))
+            secret = venue.labels.get(SECRET_LABEL) if venue is not None else None
+            self._tokens = LabTokens(secret) if secret else LabTokens.new()
+        return self._tokens
+
+    @property
     def token(self) -> str:
-        """The lab's admin token: read from a running container, or new for a new lab."""
-        if self._token is None:
-            for c in self.engine.containers():
-                env = self.engine.env_of(c)
-                found = env.get("SMARS_ADMIN_TOKEN") or env.get("VENUE_ADMIN_TOKEN")
-                if found:
-                    self._token = found
-                    break
-            else:
-                self._token = secrets.token_hex(16)
-        return self._token
+        """The lab secret, from which each node's, the venue's and the hello token derive; it
+        opens nothing by itself."""
+        return self.tokens.secret
+
+    @property
+    def secrets(self) -> list[str]:
+        """Every secret of the lab (the lab secret, the venue's, the hello and each node's
+        token): what a journal or a log must never show."""
+        return self.tokens.every(self.settings.node_names)
+
+    def exclusive(self, what: str) -> AbstractContextManager[None]:
+        """Hold the lab lock while a mutating operation (`what`: "deploy 8.0.0", "experiment
+        skipped_node") runs: another process's is refused at once with LabBusy (one line, exit
+        1) naming what holds it; nested in one process, it only counts (toolkit/lab/lock.py)."""
+        return lock.exclusive(self.settings.lab, self.settings.lock_path, what)
 
     def _container(self, role_or_node: str) -> Container:
         c = self.engine.get(self.settings.container(role_or_node))
@@ -94,15 +112,14 @@ class Lab(BaselinePrimitives):
         return c
 
     def node_admin(self, node: str, timeout: float = 2.0) -> AdminClient:
-        c = self._container(node)
-        return AdminClient(
-            node, self.engine.host_port(c, self.settings.admin_port), self.token, timeout=timeout
-        )
+        """A node's admin client, with that node's own token."""
+        port = self.engine.host_port(self._container(node), self.settings.admin_port)
+        return AdminClient(node, port, self.tokens.node(node), timeout=timeout)
 
     def venue_admin(self, timeout: float = 5.0) -> AdminClient:
-        c = self._container("venue")
-        port = self.engine.host_port(c, self.settings.venue_admin_port)
-        return AdminClient("venue", port, self.token, timeout=timeout)
+        """The venue's admin client, with the venue's token."""
+        port = self.engine.host_port(self._container("venue"), self.settings.venue_admin_port)
+        return AdminClient("venue", port, self.tokens.venue, timeout=timeout)
 
     def order_port(self, node: str) -> int:
         """Host port (127.0.0.1) of a node's order port: for control traffic, not for load."""
@@ -117,33 +134,44 @@ class Lab(BaselinePrimitives):
 
     # -- up / down -------------------------------------------------------------------------
     def up(self, progress: Progress | None = None, timeout: float = 60.0) -> LabStatus:
-        """Bring the lab up: create what is missing, start what is stopped; wait until healthy."""
+        """Bring the lab up: create what is missing, start what is stopped; wait until healthy.
+        Refused, before anything changes, when a container or the network bears a lab name
+        without the lab's label (LabError naming it)."""
         say = progress or (lambda _msg: None)
         s = self.settings
-        if not self.engine.image_exists(s.image):
-            raise LabError(f"the lab image {s.image} is missing: build it with `make image`")
-        image_id = self.engine.image_id(s.image)
-        artifact = self.artifact(self.catalog.baseline)
-        self.engine.ensure_network(s.network)
-        specs = lab_specs(
-            s, artifact, token=self.token, flags=self.baseline_flags(), guards=self.guards
-        )
-        ensure = partial(self._ensure, image_id=image_id)
-        # The venue first: routers connect to it as they start.
-        say(ensure(specs[0]))
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            for line in pool.map(ensure, specs[1:]):
-                say(line)
-        self.wait_healthy(timeout=timeout, progress=say)
-        return self.status()
+        with self.exclusive("lab up"):
+            if not self.engine.image_exists(s.image):
+                raise LabError(f"the lab image {s.image} is missing: build it with `make image`")
+            image_id = self.engine.image_id(s.image)
+            artifact = self.artifact(self.catalog.baseline)
+            specs = lab_specs(
+                s, artifact, tokens=self.tokens, flags=self.baseline_flags(), guards=self.guards
+            )
+            # Every name first (engine.get raises Foreign): a container that is not the lab's
+            # stops `up` before it creates anything.
+            for spec in specs:
+                self.engine.get(spec.name)
+            self.engine.ensure_network(s.network)
+            ensure = partial(self._ensure, image_id=image_id)
+            # The venue first: routers connect to it as they start.
+            say(ensure(specs[0]))
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                for line in pool.map(ensure, specs[1:]):
+                    say(line)
+            self.wait_healthy(timeout=timeout, progress=say)
+            return self.status()
 
     def _ensure(self, spec: ContainerSpec, image_id: str) -> str:
-        """Make one container of the lab run the lab image; says what it did."""
+        """Make one container of the lab run as its spec says (the lab image, its tokens, its
+        limits); says what it did. One made otherwise is recreated: a container's image,
+        environment and limits are fixed when it is made."""
         s = self.settings
+        spec = replace(spec, labels={**spec.labels, SPEC_LABEL: spec_digest(spec, image_id)})
         existing = self.engine.get(spec.name)
-        if existing is not None and existing.attrs.get("Image") != image_id:
+        if existing is not None and existing.labels.get(SPEC_LABEL) != spec.labels[SPEC_LABEL]:
             self.engine.remove(existing)
-            verb = "recreated (new image)"
+            changed = "new image" if existing.attrs.get("Image") != image_id else "changed"
+            verb = f"recreated ({changed})"
         elif existing is not None and existing.status == "running":
             return f"{spec.hostname}: running"
         elif existing is not None:
@@ -151,7 +179,7 @@ class Lab(BaselinePrimitives):
             return f"{spec.hostname}: started"
         else:
             verb = "created"
-        container = self.engine.create(spec, s.image, s.network, s.uid)
+        container = self.engine.create(spec, s.image, s.network, s.deploy_uid)
         self.engine.start(container)
         return f"{spec.hostname}: {verb}"
 
@@ -185,13 +213,15 @@ class Lab(BaselinePrimitives):
 
     def down(self) -> dict[str, int]:
         """Remove every container, network and volume with this lab's label."""
-        self._token = None
-        return self.engine.remove_lab()
+        with self.exclusive("lab down"):
+            self._tokens = None
+            return self.engine.remove_lab()
 
     # -- status ----------------------------------------------------------------------------
     def node_status(self, container: Container) -> NodeStatus:
         """One router node's status, read from its container and its admin API."""
-        return node_status(self.engine, self.settings, self.token, container)
+        token = self.tokens.node(container.labels.get("knight.node", container.name))
+        return node_status(self.engine, self.settings, token, container)
 
     def status(self) -> LabStatus:
         s = self.settings
@@ -232,5 +262,7 @@ class Lab(BaselinePrimitives):
             FileEntry(f"{version}/{artifact.tarball.name}", artifact.tarball.read_bytes()),
             FileEntry(f"{version}/manifest.json", artifact.manifest_path.read_bytes()),
         ]
-        self.engine.put(self._container("artifacts"), "/srv/artifacts", entries, self.settings.uid)
+        self.engine.put(
+            self._container("artifacts"), "/srv/artifacts", entries, self.settings.deploy_uid
+        )
         return artifact

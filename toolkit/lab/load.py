@@ -5,6 +5,7 @@ load does not go through Docker's userland proxy) and read back the load generat
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,11 @@ from toolkit.errors import LabError
 
 from .lab import Lab
 
-__all__ = ["LoadResult", "LoadSpec", "run_echo", "run_load"]
+__all__ = ["LoadResult", "LoadSpec", "run_echo", "run_load", "stop_load"]
+
+
+#: A load's parent-order id prefix: what `stop_load` finds its load generator by.
+_PREFIX = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,16 @@ def run_load(
         lab.check_node(n)
     targets = [f"{n}:{lab.settings.order_port}" for n in nodes]
     return LoadResult.from_json(_exec_json(lab, spec.argv(targets), on_progress))
+
+
+def stop_load(lab: Lab, prefix: str) -> bool:
+    """Ask the load generator that runs with `prefix` to end its send phase (SIGTERM): it then
+    drains and reports as if its time were up. True when one was running."""
+    if not _PREFIX.fullmatch(prefix):
+        raise LabError(f"not a load prefix: {prefix!r}")
+    pattern = f"market[.]loadgen .*--prefix {prefix}( |$)"
+    code, _ = lab.engine.exec(lab.client_container(), ["pkill", "-TERM", "-f", pattern])
+    return code == 0
 
 
 def run_echo(lab: Lab, count: int = 200_000, window: int = 256) -> dict[str, Any]:

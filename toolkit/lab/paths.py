@@ -3,10 +3,12 @@ the lab's specs and baseline primitives and by the chaos kinds."""
 
 from __future__ import annotations
 
-__all__ = ["PENDING_FILE", "PID_FILE", "SMARS_ETC", "SMARS_HOME"]
+__all__ = ["PENDING_FILE", "PID_FILE", "SMARS_ETC", "SMARS_HOME", "SMARS_RELEASES"]
 
 #: The releases (`releases/<version>/`) and the `current` symlink to the one that runs.
 SMARS_HOME = "/opt/smars"
+#: The release trees, one folder each: the deploy user's, a volume of the node's own.
+SMARS_RELEASES = f"{SMARS_HOME}/releases"
 #: The node's settings: router.json, flags.json, fleet.json, guards.json.
 SMARS_ETC = "/etc/smars"
 #: The router's pid (a warm switch gives the router a new one).

@@ -1,21 +1,31 @@
 """What the lab's containers are: the specs of the venue, the client, the artifact repository and
-the routers, the labels they carry, and the files a router starts with (its release and settings)."""
+the routers, the labels, tokens and limits they carry, and the files a router starts with (its
+release and settings)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tarfile
 import time
+from dataclasses import asdict
 from typing import Any
 
 from toolkit.guards.sets import GuardSet
 from toolkit.releases.artifacts import Artifact
 from toolkit.settings import Settings
 
-from .engine import ContainerSpec, FileEntry
-from .paths import SMARS_ETC, SMARS_HOME
+from .engine import ContainerSpec, FileEntry, Resources
+from .paths import SMARS_ETC, SMARS_HOME, SMARS_RELEASES
+from .tokens import LabTokens
 
 __all__ = [
+    "ARTIFACTS_RESOURCES",
+    "CLIENT_RESOURCES",
+    "ROUTER_RESOURCES",
+    "SECRET_LABEL",
+    "SPEC_LABEL",
+    "VENUE_RESOURCES",
     "artifacts_spec",
     "client_spec",
     "fleet_manifest",
@@ -24,8 +34,48 @@ __all__ = [
     "labels",
     "release_entries",
     "router_spec",
+    "spec_digest",
     "venue_spec",
 ]
+
+_MIB = 2**20
+# Sized for 8 to 32 nodes on a 24 GiB machine: at 32 nodes the lab may use at most about 15 GiB.
+# An idle router uses about 30 MiB, two during a warm switch (router and standby); 20000
+# working parents (`max_working`) or a Power Peg runaway stay well inside 384 MiB. Threads count
+# as processes: a router serves up to 64 admin requests at once, and the guarded flip's agent
+# asks up to 32 peers at once.
+ROUTER_RESOURCES = Resources(memory=384 * _MIB, pids=256)
+# The venue keeps every execution of a run in memory (the cap bounds the run: 500k messages by
+# default) and a thread per admin request.
+VENUE_RESOURCES = Resources(memory=2048 * _MIB, pids=256)
+# The load generator keeps every parent order it sent, for its accounting.
+CLIENT_RESOURCES = Resources(memory=1024 * _MIB, pids=256)
+ARTIFACTS_RESOURCES = Resources(memory=128 * _MIB, pids=64)
+
+#: What a container was created from (see `spec_digest`): `lab up` recreates one that differs.
+SPEC_LABEL = "knight.spec"
+#: On the venue container: the lab secret every token derives from (toolkit/lab/tokens.py).
+#: A label, not an environment variable: no process inside any container can read it.
+SECRET_LABEL = "knight.secret"
+
+
+def spec_digest(spec: ContainerSpec, image_id: str) -> str:
+    """A digest of what a container is created from (the image, its command, user, environment,
+    tokens included, labels, ports, limits and volumes), not of the files it starts with: a
+    container whose digest differs is not the one the lab would create now."""
+    made = {
+        "image": image_id,
+        "command": spec.command,
+        "hostname": spec.hostname,
+        "user": spec.user,
+        "env": spec.env,
+        "labels": {k: v for k, v in spec.labels.items() if k != SPEC_LABEL},
+        "ports": list(spec.ports),
+        "aliases": list(spec.aliases),
+        "resources": asdict(spec.resources),
+        "volumes": list(spec.volumes),
+    }
+    return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def json_bytes(doc: Any) -> bytes:
@@ -61,16 +111,22 @@ def fleet_manifest(artifact: Artifact, epoch: int | None = None) -> dict[str, An
     }
 
 
+def _user(settings: Settings) -> str:
+    return f"{settings.uid}:{settings.uid}"
+
+
 def router_spec(
     settings: Settings,
     node: str,
     artifact: Artifact,
     *,
-    token: str,
+    tokens: LabTokens,
     flags: dict[str, dict[str, Any]],
     guards: GuardSet,
 ) -> ContainerSpec:
-    """A router node running `artifact`, with these flags and guards and a fleet manifest of it."""
+    """A router node running `artifact`, with these flags and guards and a fleet manifest of it;
+    its own admin token, and the lab's hello token for the venue. Its release trees are a volume
+    of its own (a mount point the router cannot swap for another folder)."""
     s = settings
     config = {"node": node, "venue": f"venue:{s.venue_port}"}
     return ContainerSpec(
@@ -78,9 +134,16 @@ def router_spec(
         hostname=node,
         command=["router"],
         labels=labels("router", node),
-        env={"SMARS_ADMIN_TOKEN": token, "SMARS_NODE": node},
+        user=_user(s),
+        resources=ROUTER_RESOURCES,
+        env={
+            "SMARS_ADMIN_TOKEN": tokens.node(node),
+            "SMARS_VENUE_TOKEN": tokens.hello,
+            "SMARS_NODE": node,
+        },
         ports=(s.order_port, s.admin_port),
         aliases=(node,),
+        volumes=(SMARS_RELEASES,),
         files=[
             (
                 SMARS_HOME,
@@ -102,15 +165,18 @@ def router_spec(
     )
 
 
-def venue_spec(settings: Settings, token: str) -> ContainerSpec:
-    """The venue: the market the routers send child orders to, with its admin API."""
+def venue_spec(settings: Settings, tokens: LabTokens) -> ContainerSpec:
+    """The venue: the market the routers send child orders to, with its admin API (its own
+    token) and the hello token it expects of the routers; it keeps the lab secret in a label."""
     s = settings
     return ContainerSpec(
         name=s.container("venue"),
         hostname="venue",
         command=["venue", "--cap", str(s.venue_cap)],
-        labels=labels("venue"),
-        env={"VENUE_ADMIN_TOKEN": token},
+        labels={**labels("venue"), SECRET_LABEL: tokens.secret},
+        user=_user(s),
+        resources=VENUE_RESOURCES,
+        env={"VENUE_ADMIN_TOKEN": tokens.venue, "VENUE_HELLO_TOKEN": tokens.hello},
         ports=(s.venue_port, s.venue_admin_port),
         aliases=("venue",),
     )
@@ -123,6 +189,8 @@ def artifacts_spec(settings: Settings) -> ContainerSpec:
         hostname="artifacts",
         command=["artifacts"],
         labels=labels("artifacts"),
+        user=_user(settings),
+        resources=ARTIFACTS_RESOURCES,
         aliases=("artifacts",),
     )
 
@@ -134,6 +202,8 @@ def client_spec(settings: Settings) -> ContainerSpec:
         hostname="client",
         command=["client"],
         labels=labels("client"),
+        user=_user(settings),
+        resources=CLIENT_RESOURCES,
         aliases=("client",),
     )
 
@@ -142,15 +212,15 @@ def lab_specs(
     settings: Settings,
     artifact: Artifact,
     *,
-    token: str,
+    tokens: LabTokens,
     flags: dict[str, dict[str, Any]],
     guards: GuardSet,
 ) -> list[ContainerSpec]:
     """Every container of the lab, the venue first (routers connect to it as they start), then
     the client, the artifact repository and the routers smars-1..N running `artifact`."""
-    specs = [venue_spec(settings, token), client_spec(settings), artifacts_spec(settings)]
+    specs = [venue_spec(settings, tokens), client_spec(settings), artifacts_spec(settings)]
     specs += [
-        router_spec(settings, node, artifact, token=token, flags=flags, guards=guards)
+        router_spec(settings, node, artifact, tokens=tokens, flags=flags, guards=guards)
         for node in settings.node_names
     ]
     return specs

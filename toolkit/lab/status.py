@@ -13,7 +13,7 @@ from toolkit.errors import LabError
 from toolkit.settings import Settings
 
 from .admin import AdminClient
-from .engine import Engine
+from .engine import Engine, Foreign
 
 __all__ = ["LabStatus", "NodeStatus", "node_status", "plain_status", "venue_status"]
 
@@ -70,7 +70,8 @@ class LabStatus:
 
 
 def node_status(engine: Engine, settings: Settings, token: str, container: Container) -> NodeStatus:
-    """A router node's status: its container's state, then what its admin API reports."""
+    """A router node's status: its container's state, then what its admin API reports (`token`:
+    the node's own admin token)."""
     name = container.labels.get("knight.node", container.name)
     st = NodeStatus(name=name, container=container.name, state=container.status)
     if container.status != "running":
@@ -99,9 +100,14 @@ def node_status(engine: Engine, settings: Settings, token: str, container: Conta
 
 
 def plain_status(engine: Engine, settings: Settings, role: str) -> dict[str, Any]:
-    """A container's name and state (`missing` when there is none)."""
-    c = engine.get(settings.container(role))
-    return {"container": settings.container(role), "state": c.status if c else "missing"}
+    """A container's name and state (`missing` when there is none, `foreign` when a container of
+    that name is not the lab's)."""
+    name = settings.container(role)
+    try:
+        c = engine.get(name)
+    except Foreign as exc:
+        return {"container": name, "state": "foreign", "error": str(exc)}
+    return {"container": name, "state": c.status if c else "missing"}
 
 
 def venue_status(

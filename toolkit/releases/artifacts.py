@@ -2,7 +2,10 @@
 
 The tree hash covers every file of the release tree (code and `release.json`), computed the way
 `sha256sum` lists files, so the same version always builds to the same hash and anyone can check
-a node by hand.
+a node by hand. A release holds nothing else (docs/protocol.md, "Tree hash"): the build refuses
+a source package that holds a `*.pyc`, a symlink or anything but files and folders, as Python
+would run them in the checkout and the release would not carry them; the `__pycache__/`
+folders the developer's interpreter writes into the checkout are left out, never shipped.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ import gzip
 import hashlib
 import io
 import json
+import os
+import stat
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,15 +74,51 @@ def _release_json(release: Release) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
+def _refusal(name: str, mode: int) -> str | None:
+    """Why an entry of the source package may not go into a release, or None."""
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if name.endswith(".pyc"):
+        return "bytecode"
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        return "neither a file nor a folder"
+    return None
+
+
+def _source_files(source: Path) -> list[Path]:
+    """Every file of the source package (its __pycache__/ folders left out), sorted;
+    ReleaseError naming the first entry a release may not hold."""
+    found: list[Path] = []
+    refused: list[tuple[bytes, str]] = []
+    for directory, subdirs, names in os.walk(source):
+        base = Path(directory)
+        descend = []
+        for name in subdirs + names:
+            path = base / name
+            mode = path.lstat().st_mode
+            why = _refusal(name, mode)
+            if why:
+                refused.append((os.fsencode(path), f"{path}: {why}"))
+            elif stat.S_ISDIR(mode):
+                if name != "__pycache__":  # the checkout's own cache, never shipped
+                    descend.append(name)
+            else:
+                found.append(path)
+        subdirs[:] = descend
+    if refused:
+        refused.sort()
+        more = f" ({len(refused) - 1} more)" if len(refused) > 1 else ""
+        raise ReleaseError(
+            f"{refused[0][1]}: a release tree holds only the files its hash covers{more}"
+        )
+    return sorted(found)
+
+
 def _tree_files(source: Path, release: Release) -> dict[str, bytes]:
     """Relative path under the release dir → content, for the files this release contains."""
     files: dict[str, bytes] = {"release.json": _release_json(release)}
-    for path in sorted(source.rglob("*")):
-        if path.is_symlink() or not path.is_file():
-            continue
+    for path in _source_files(source):
         rel = path.relative_to(source)
-        if "__pycache__" in rel.parts or path.name.endswith(".pyc"):
-            continue
         is_strategy = (
             rel.parts[0] == "strategies" and len(rel.parts) == 2 and rel.stem != "__init__"
         )

@@ -19,7 +19,7 @@ __all__ = ["FLAG_NAME", "VERSION", "Catalog", "Release", "load_catalog"]
 # import them from here. (The router and tests/infra keep their own copy of the name pattern on
 # purpose, for they import nothing from the toolkit: docs/protocol.md, "Copies kept on purpose".)
 #: A release version: MAJOR.MINOR.PATCH.
-VERSION = re.compile(r"\d+\.\d+\.\d+")
+VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 #: A flag name, also the shape of a strategy name: lower case, digits and `_`, at most 64.
 FLAG_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 

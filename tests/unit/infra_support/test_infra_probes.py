@@ -46,7 +46,7 @@ def test_a_probe_that_prints_no_json_raises():
 
 
 # -- tree hash ----------------------------------------------------------------------------------
-def test_tree_hash_is_the_routers_own_and_skips_caches_and_symlinks(tmp_path: Path):
+def test_tree_hash_is_the_routers_own_and_refuses_bytecode_and_symlinks(tmp_path: Path):
     (tmp_path / "smars" / "strategies").mkdir(parents=True)
     (tmp_path / "release.json").write_text('{"version": "7.1.0"}\n')
     (tmp_path / "smars" / "__init__.py").write_text("")
@@ -55,14 +55,17 @@ def test_tree_hash_is_the_routers_own_and_skips_caches_and_symlinks(tmp_path: Pa
     clean = run(probes.tree_hash(str(tmp_path)))
     assert clean == {"root": str(tmp_path), "files": 4, "tree": tree_hash(tmp_path)}
 
-    (tmp_path / "smars" / "__pycache__").mkdir()
-    (tmp_path / "smars" / "__pycache__" / "sor.cpython-311.pyc").write_bytes(b"\0")
-    (tmp_path / "smars" / "stray.pyc").write_bytes(b"\0")
-    os.symlink("release.json", tmp_path / "link.json")
-    assert run(probes.tree_hash(str(tmp_path)))["tree"] == clean["tree"]
-
     (tmp_path / "smars" / "strategies" / "sor.py").write_text("X = 2\n")
     assert run(probes.tree_hash(str(tmp_path)))["tree"] != clean["tree"]
+
+    # Python runs bytecode and follows links: a tree holding either is refused, by name.
+    (tmp_path / "smars" / "stray.pyc").write_bytes(b"\0")
+    with pytest.raises(probes.ProbeError, match=r"smars/stray\.pyc"):
+        run(probes.tree_hash(str(tmp_path)))
+    (tmp_path / "smars" / "stray.pyc").unlink()
+    os.symlink("release.json", tmp_path / "link.json")
+    with pytest.raises(probes.ProbeError, match=r"link\.json"):
+        run(probes.tree_hash(str(tmp_path)))
 
 
 def test_tree_hash_of_a_missing_release_fails(tmp_path: Path):

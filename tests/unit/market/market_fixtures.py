@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,10 +96,24 @@ class VenueProcess:
     port: int
     admin_port: int
     logs: queue.Queue
+    listening: dict = field(default_factory=dict)  # the `listening` log event
 
     @property
     def admin(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
+
+    def wait_event(self, name: str, timeout: float = 10.0) -> dict:
+        """The next log event called `name` (the others before it are dropped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            assert left > 0, f"the venue never logged {name!r}"
+            try:
+                event = self.logs.get(timeout=left)
+            except queue.Empty:
+                continue
+            if event["event"] == name:
+                return event
 
     def events(self) -> list[dict]:
         out = []
@@ -127,17 +142,25 @@ def venue_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(ROUTER_IMAGE), env.get("PYTHONPATH", "")])
     env["VENUE_ADMIN_TOKEN"] = TOKEN
+    env.pop("VENUE_HELLO_TOKEN", None)  # a venue takes any hello unless a test says otherwise
     return env
 
 
 @pytest.fixture(scope="module")
 def venue() -> Iterator[VenueProcess]:
     """`python3 -m market.venue` on free ports, found from its `listening` log event."""
+    with running_venue("--cap", "1000") as v:
+        yield v
+
+
+@contextlib.contextmanager
+def running_venue(*args: str, env: dict[str, str] | None = None) -> Iterator[VenueProcess]:
+    """`python3 -m market.venue ARGS` on free ports, with `env` added to venue_env()."""
     proc = subprocess.Popen(
-        [*VENUE_ARGV, "--cap", "1000"],
+        [*VENUE_ARGV, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=venue_env(),
+        env=venue_env() | (env or {}),
         text=True,
     )
     logs: queue.Queue = queue.Queue()
@@ -160,7 +183,7 @@ def venue() -> Iterator[VenueProcess]:
             listening = event
     assert listening is not None, "the venue never logged `listening`"
     try:
-        yield VenueProcess(proc, listening["port"], listening["admin_port"], logs)
+        yield VenueProcess(proc, listening["port"], listening["admin_port"], logs, listening)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -170,3 +193,48 @@ def loadgen_env() -> dict[str, str]:
     env = venue_env()
     del env["VENUE_ADMIN_TOKEN"]
     return env
+
+
+class FakeTransport:
+    """What a RouterConnection writes, and whether it closed the connection."""
+
+    def __init__(self) -> None:
+        self.out: list[bytes] = []
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, "written after close"
+        self.out.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else None
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def answers(self) -> list[dict]:
+        return [json.loads(line) for line in b"".join(self.out).splitlines()]
+
+
+@contextlib.contextmanager
+def venue_in_thread(venue: Any) -> Iterator[Any]:
+    """A market.venue.Venue started on an event loop in a thread of this process (so a test can
+    give it limits the command line does not take); closed at the end."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="venue-loop", daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(venue.start(), loop).result(10)
+        yield venue
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run_coroutine_threadsafe(venue.close(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

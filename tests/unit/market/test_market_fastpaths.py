@@ -15,9 +15,13 @@ from typing import Any
 import pytest
 from market import loadgen as lg
 from market import venue as vn
-from market.pricing import Book
+from market.pricing import Book, Limits
 from market.wire import format_cents, loads
 from smars import wire as router_wire
+
+# Tables small enough that random runs fill them.
+_SMALL = Limits(nodes=2, parents=10, node_parents=7, symbols=2, releases=1, buckets=3)
+
 
 # -- load generator ----------------------------------------------------------------------------
 
@@ -359,7 +363,10 @@ def _run_venue(
     if not fast:
         monkeypatch.setattr(vn, "_child_head", lambda line: None)
     book = Book(
-        cap=rng.choice([10**9, 300, 37]), clock=lambda: clock[0], keep=rng.choice([10**6, 7])
+        cap=rng.choice([10**9, 300, 37]),
+        clock=lambda: clock[0],
+        keep=rng.choice([10**6, 7]),
+        limits=rng.choice([Limits(), _SMALL]),
     )
     book.reset(now=clock[0])
     transport = _Transport()
@@ -439,18 +446,21 @@ def test_exec_lines_carry_the_price_as_format_cents(monkeypatch: pytest.MonkeyPa
 # -- the book ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", range(8))
+@pytest.mark.parametrize("seed", range(12))
 def test_children_in_one_batch_are_children_one_by_one(seed: int) -> None:
     rng = random.Random(seed)
     cap, keep = rng.choice([10**9, 50, 13]), rng.choice([10**6, 20, 3])
-    batched = Book(cap=cap, clock=lambda: 0.0, keep=keep)
-    single = Book(cap=cap, clock=lambda: 0.0, keep=keep)
+    limits = rng.choice([Limits(), _SMALL])
+    batched = Book(cap=cap, clock=lambda: 0.0, keep=keep, limits=limits)
+    single = Book(cap=cap, clock=lambda: 0.0, keep=keep, limits=limits)
     batched.reset(now=0.0)
     single.reset(now=0.0)
     now, child = 0.0, 0
     for _ in range(60):
         now += rng.choice([0.0, 0.01, 0.3, 5.0])
-        node, release = rng.choice([("smars-1", "7.1.0"), ("smars-2", "8.0.0")])
+        node, release = rng.choice(
+            [("smars-1", "7.1.0"), ("smars-2", "8.0.0"), ("smars-1", "8.0.0")]
+        )
         orders = []
         for _ in range(rng.choice([1, 2, 5, 20])):
             child += 1

@@ -36,7 +36,7 @@ def test_a_wrong_number_of_arguments_is_refused_before_anything_runs():
     )
 
 
-def test_only_the_stage_step_pays_for_unpacking_and_compiling():
+def test_only_the_stage_step_pays_for_unpacking_and_none_compiles():
     probe = (
         "import importlib.util, sys\n"
         f"spec = importlib.util.spec_from_file_location('smarsctl', {str(SMARSCTL)!r})\n"

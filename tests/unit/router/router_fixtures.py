@@ -57,12 +57,16 @@ def point(link: Path, target: Path) -> None:
 
 
 class FakeVenue:
-    """Executes every child in full at 10.0 (or refuses all of them when `refuse` is set)."""
+    """Executes every child in full at 10.0 (or refuses all of them when `refuse` is set, or
+    answers nothing while `hold` is set, or answers what `answer(child)` returns when set)."""
 
     def __init__(self) -> None:
         self.hellos: list[dict[str, Any]] = []
         self.children: list[dict[str, Any]] = []
         self.refuse: str | None = None
+        self.hold = False
+        self.answer: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None
+        self.sessions: list[_VenueSession] = []
         self.loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -78,6 +82,16 @@ class FakeVenue:
         self._ready.set()
         self.loop.run_forever()
 
+    def release(self) -> None:
+        """Answer (execute) every child held while `hold` was set."""
+
+        def answer() -> None:
+            for session in self.sessions:
+                held, session.held = session.held, []
+                session.execute(held)
+
+        self.loop.call_soon_threadsafe(answer)
+
     def close(self) -> None:
         self.loop.call_soon_threadsafe(self.server.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -88,9 +102,22 @@ class _VenueSession(asyncio.Protocol):
     def __init__(self, venue: FakeVenue) -> None:
         self.venue = venue
         self.buffer = b""
+        self.held: list[dict[str, Any]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        self.venue.sessions.append(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.venue.sessions.remove(self)
+
+    def execute(self, children: list[dict[str, Any]]) -> None:
+        out = [
+            {"type": "exec", "id": c["id"], "parent": c["parent"], "qty": c["qty"], "price": 10.0}
+            for c in children
+        ]
+        if out:
+            self.transport.write(b"".join(json.dumps(m).encode() + b"\n" for m in out))  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
         *lines, self.buffer = (self.buffer + data).split(b"\n")
@@ -101,6 +128,12 @@ class _VenueSession(asyncio.Protocol):
                 self.venue.hellos.append(msg)
                 continue
             self.venue.children.append(msg)
+            if self.venue.hold:
+                self.held.append(msg)
+                continue
+            if self.venue.answer is not None:
+                out += [json.dumps(m).encode() + b"\n" for m in self.venue.answer(msg)]
+                continue
             if self.venue.refuse:
                 reply = {"type": "reject", "id": msg["id"], "parent": msg["parent"]}
                 reply["reason"] = self.venue.refuse
@@ -205,10 +238,16 @@ class Router:
     """The router as a subprocess, with its JSON log collected from stdout."""
 
     def __init__(
-        self, home: Path, venue_port: int, supervised: bool = False, **settings: Any
+        self,
+        home: Path,
+        venue_port: int,
+        supervised: bool = False,
+        env: dict[str, str] | None = None,
+        **settings: Any,
     ) -> None:
         self.home = home
         self.supervised = supervised  # run under routerd, as in the lab image
+        self.env = env or {}  # more environment for the router
         self.current = home / "current"
         self.config_path = home / "router.json"
         self.flags_path = home / "flags.json"
@@ -243,6 +282,10 @@ class Router:
         env["SMARS_ADMIN_TOKEN"] = TOKEN
         env.pop("SMARS_SUPERVISED", None)
         env.pop("SMARS_INHERIT_FDS", None)
+        env.pop("SMARS_VENUE_TOKEN", None)
+        # As routerd starts it: a release tree never gets bytecode written into it.
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env.update(self.env)
         tree = os.path.realpath(self.current)
         if self.supervised:  # `proc` is routerd then; the router is its child
             command = [sys.executable, "-S", "-P", str(ROUTERD), tree]
@@ -360,11 +403,12 @@ def router_factory(
         release: str = "7.1.0",
         flags: dict[str, tuple[bool, str]] | None = None,
         supervised: bool = False,
+        env: dict[str, str] | None = None,
         **settings: Any,
     ) -> Router:
         home = tmp_path / f"node{len(started)}"
         home.mkdir()
-        router = Router(home, venue.port, supervised, **settings)
+        router = Router(home, venue.port, supervised, env, **settings)
         point(router.current, releases[release])
         router.set_flags(**(flags or {"flag_7": (False, "power_peg")}))
         started.append(router)

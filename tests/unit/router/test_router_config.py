@@ -93,3 +93,38 @@ def test_the_config_hash_is_sha256_of_the_canonical_settings(tmp_path):
     settings = {k: v for k, v in asdict(config).items() if k != "node"}
     canonical = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
     assert config.config_hash() == hashlib.sha256(canonical).hexdigest()
+
+
+def test_the_order_port_and_venue_limits_have_safe_defaults(tmp_path):
+    config = load_config(write(tmp_path, {"node": "a"}))
+    assert (config.max_order_connections, config.order_idle_s, config.venue_silence_s) == (
+        256,
+        60.0,
+        5.0,
+    )
+    # No one connection may take every working slot: by default a quarter of them.
+    assert (config.max_working, config.working_per_connection) == (20000, 5000)
+    small = load_config(write(tmp_path, {"node": "a", "max_working": 2}))
+    assert small.working_per_connection == 1
+    set_ = load_config(write(tmp_path, {"node": "a", "max_working_per_connection": 7}))
+    assert set_.working_per_connection == 7
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"max_working": 10, "max_working_per_connection": 10}, "expected less than max_working"),
+        ({"max_working_per_connection": 0}, "max_working_per_connection: expected 1.."),
+        ({"max_order_connections": 0}, "max_order_connections: expected 1..65536"),
+        ({"order_idle_s": 0}, "order_idle_s: expected more than 0 seconds"),
+        ({"order_idle_s": float("nan")}, "order_idle_s: expected a number of seconds"),
+        ({"venue_silence_s": -1}, "venue_silence_s: expected 0..600 seconds"),
+        ({"venue_silence_s": 1e308 * 10}, "venue_silence_s: expected a number of seconds"),
+    ],
+)
+def test_the_limits_are_checked(tmp_path, doc, message):
+    path = write(tmp_path, json.dumps(doc))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert message in str(caught.value)
+    assert path in str(caught.value)

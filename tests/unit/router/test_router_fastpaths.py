@@ -222,7 +222,7 @@ CANONICAL_EXECS = [
     _exec(),
     _exec(cid=0),
     _exec(cid=1, qty=1, price="0.01"),
-    _exec(cid=10**17, qty=10**17, price="0.00"),
+    _exec(cid=10**17, qty=10**17, price="0.01"),
     _exec(parent="", price="123456789012345.99"),
     _exec(parent="aZ09_.:-" * 8, price="1.5"),
     _exec(price="20.10"),
@@ -282,6 +282,8 @@ ALMOST_EXECS = [
     _exec(qty="Infinity"),
     _exec(qty="\u0661\u0660\u0660"),
     # Prices.
+    _exec(price="0.00"),  # the fast path's shape, refused as JSON refuses it
+    _exec(price="0.0000"),
     _exec(price="20"),
     _exec(price="0"),
     _exec(price="-20.01"),

@@ -51,3 +51,22 @@ def test_label_values_are_escaped_and_null_is_empty():
     got = samples(render(snapshot()))
     key = 'smars_flag_value{flag="flag_7",meaning="r\\"l\\\\p",code_meaning=""}'
     assert got[key] == "1"
+
+
+def test_the_admin_order_port_and_venue_gauges():
+    got = samples(
+        render(
+            snapshot(
+                venue_silent=True,
+                order_connections=7,
+                admin_connections=3,
+                admin_polls=2,
+                admin_evicted=5,
+            )
+        )
+    )
+    assert got["smars_venue_silent"] == "1"
+    assert got["smars_order_connections"] == "7"
+    assert got["smars_admin_connections"] == "3"
+    assert got["smars_admin_polls"] == "2"
+    assert got["smars_admin_evicted_total"] == "5"

@@ -8,23 +8,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 
+import pytest
 from router_fixtures import (
     ROUTERD,
     TOKEN,
     finished,
+    make_release,
     order,
     point,
     switch_twice_under_load,
     wait_for,
 )
 from routerd import children, proc_stat
+from smars.errors import ReleaseError
 from smars.release import tree_hash
+from smars.switch import Standby
 
 
 def gone(pid: int) -> bool:
@@ -221,3 +226,91 @@ def test_a_standby_that_died_is_no_refusal_the_switch_re_executes(router_factory
     failed = router.wait_event("standby_failed", since=since)
     assert failed["error"] == "the standby exited"
     router.wait_event("switch_exec", since=since)
+
+
+# -- what a standby and routerd run: only a clean tree, hashed before any of its code runs --------
+
+
+def _tamper_on_import(tree, witness) -> None:
+    """Make importing the tree's package leave a witness file: proof that its code ran."""
+    init = tree / "smars" / "__init__.py"
+    init.write_text(f"open({str(witness)!r}, 'w').close()\n" + init.read_text())
+
+
+def test_a_standby_of_a_tree_that_is_not_the_one_asked_for_never_runs_its_code(releases, tmp_path):
+    tree = releases["8.0.1"]
+    asked = tree_hash(tree)
+    witness = tmp_path / "imported"
+    _tamper_on_import(tree, witness)
+    found = tree_hash(tree)
+    with pytest.raises(ReleaseError, match=f"holds tree {found[:12]}, not {asked[:12]}"):
+        Standby.spawn(str(tree), asked, [], {})
+    assert not witness.exists()  # refused before a process of it was started
+
+
+def test_a_standby_of_a_tree_holding_stray_bytecode_is_refused_before_it_starts(releases):
+    tree = releases["8.0.1"]
+    asked = tree_hash(tree)
+    (tree / "smars" / "strategies" / "rlp.pyc").write_bytes(b"\0")
+    with pytest.raises(ReleaseError, match=re.escape("smars/strategies/rlp.pyc: bytecode:")):
+        Standby.spawn(str(tree), asked, [], {})
+
+
+def test_arming_for_a_tree_with_stray_bytecode_starts_no_standby(router_factory, releases):
+    router = router_factory("7.1.0", supervised=True)
+    tree = tree_hash(releases["8.0.1"])
+    (releases["8.0.1"] / "smars" / "stray.pyc").write_bytes(b"\0")
+    status, body = router.admin("POST", f"/switch/arm?tree={tree}&release=8.0.1", token=TOKEN)
+    assert status == 200
+    assert body["standby"]["pid"] is None
+    assert f"{releases['8.0.1']}/smars/stray.pyc: bytecode:" in body["standby"]["error"]
+    router_pid = router.admin("GET", "/version")[1]["pid"]
+    assert [p for p in children(router_pid) if not gone(p)] == []
+
+
+def test_no_router_process_writes_bytecode_into_a_release_tree(
+    router_factory, releases, monkeypatch
+):
+    """Python writes __pycache__/ beside what it imports unless told not to: the routers that
+    routerd, a standby and a re-exec start are told not to, whatever the environment says."""
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    router = router_factory("7.1.0", supervised=True)
+    arm(router, releases, "8.0.1")
+    since = len(router.events)
+    point(router.current, releases["8.0.1"])
+    router.signal(signal.SIGUSR2)  # warm: to the standby
+    router.wait_event("started", since=since, release="8.0.1")
+    since = len(router.events)
+    point(router.current, releases["8.0.0"])
+    router.signal(signal.SIGUSR2)  # no standby of 8.0.0: re-executed
+    router.wait_event("switch_exec", since=since)
+    router.wait_event("started", since=since, release="8.0.0")
+    root = releases["7.1.0"].parent
+    written = [p for p in root.rglob("*") if p.name == "__pycache__" or p.suffix == ".pyc"]
+    assert written == []
+
+
+def test_routerd_refuses_a_tree_that_is_not_clean(releases):
+    tree = releases["7.1.0"]
+    (tree / "smars" / "stray.pyc").write_bytes(b"\0")
+    run = subprocess.run(
+        [sys.executable, "-S", "-P", str(ROUTERD), str(tree)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert run.returncode == 78
+    assert run.stderr.startswith(f"routerd: {tree}/smars/stray.pyc: bytecode:")
+
+
+def test_routerd_refuses_a_tree_that_is_no_release_folder(tmp_path):
+    """What a hostile pending marker (`../../etc`) would lead the node's start to."""
+    tree = make_release(tmp_path / "opt", "etc", ("sor", "power_peg"), {"flag_7": "power_peg"})
+    run = subprocess.run(
+        [sys.executable, "-S", "-P", str(ROUTERD), str(tree)],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert run.returncode == 78
+    assert run.stderr == (f"routerd: {tree}: not a release folder (releases/MAJOR.MINOR.PATCH)\n")

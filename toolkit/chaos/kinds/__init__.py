@@ -12,7 +12,7 @@ import pkgutil
 from typing import Any
 
 from toolkit.chaos.fault import Fault
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, KnightError
 from toolkit.lab.lab import Lab
 
 __all__ = ["FAULTS", "halt_all", "make"]
@@ -41,5 +41,17 @@ def make(kind: str, lab: Lab, node: str, **options: Any) -> Fault:
 
 
 def halt_all(lab: Lab) -> dict[str, list[str]]:
-    """Undo every fault of every kind in the lab: kind -> nodes repaired."""
-    return {kind: cls.halt(lab) for kind, cls in sorted(FAULTS.items())}
+    """Undo every fault of every kind in the lab: kind -> nodes repaired. Every kind is tried
+    even when one fails (then a KnightError names each failure, after all were tried), in
+    `HALT_RANK` order: a frozen container is thawed before anything needs to exec into it."""
+    undone: dict[str, list[str]] = {}
+    failed: list[str] = []
+    for kind, cls in sorted(FAULTS.items(), key=lambda item: (item[1].HALT_RANK, item[0])):
+        try:
+            undone[kind] = cls.halt(lab)
+        except Exception as exc:  # a Docker error on one kind must not leave the others behind
+            undone[kind] = []
+            failed.append(f"{kind}: {type(exc).__name__}: {exc}")
+    if failed:
+        raise KnightError(f"halt-all could not undo every fault: {'; '.join(failed)}")
+    return dict(sorted(undone.items()))

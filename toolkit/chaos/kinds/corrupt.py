@@ -4,8 +4,10 @@ bad copy or a full disk would leave it. A deploy must notice before it runs that
 from __future__ import annotations
 
 from toolkit.chaos.fault import Fault, repair
+from toolkit.errors import KnightError
 from toolkit.lab.lab import Lab
 from toolkit.lab.paths import SMARS_HOME
+from toolkit.releases.catalog import VERSION
 
 
 class Corrupt(Fault):
@@ -14,9 +16,14 @@ class Corrupt(Fault):
 
     def inject(self) -> None:
         release = self.options["release"]
+        if not VERSION.fullmatch(str(release)):  # it becomes part of a path in a shell command
+            raise KnightError(f"corrupt: {release!r} is not a release version")
         path = f"{SMARS_HOME}/releases/{release}/smars/wire.py"
+        # Release trees belong to the deploy user: the router's own user cannot write them.
         self.lab.engine.exec(
-            self.container, ["sh", "-c", f"[ -f {path} ] && echo '# corrupt' >> {path}"]
+            self.container,
+            ["sh", "-c", f"[ -f {path} ] && echo '# corrupt' >> {path}"],
+            user=self.lab.settings.deploy_user,
         )
 
     def undo(self) -> None:
@@ -36,5 +43,5 @@ def _drop_damaged(lab: Lab, container) -> bool:
         'grep -q \'^# corrupt$\' "$d/smars/wire.py" 2>/dev/null && rm -rf "$d" && found=0; '
         "done; exit $found"
     )
-    code, _ = lab.engine.exec(container, ["sh", "-c", script])
+    code, _ = lab.engine.exec(container, ["sh", "-c", script], user=lab.settings.deploy_user)
     return code == 0

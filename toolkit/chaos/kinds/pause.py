@@ -10,6 +10,9 @@ from toolkit.lab.lab import Lab
 class Pause(Fault):
     NAME = "pause"
     SUMMARY = "container paused"
+    # Thawed before any other kind is undone: the others exec into the container (a delay's
+    # loop is killed from inside), and Docker cannot exec into a frozen one.
+    HALT_RANK = 0
 
     def inject(self) -> None:
         self.lab.engine.pause(self.container)

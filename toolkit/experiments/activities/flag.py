@@ -7,7 +7,7 @@ from typing import Any
 from toolkit.deploy.operations import flag
 from toolkit.experiments.state import RunState
 
-from .schema import REQUIRED, Arg, Spec, StepOutcome, flag_name, switch, text
+from .schema import REQUIRED, Arg, Spec, StepOutcome, flag_name, meaning, switch
 
 SPEC = Spec(
     name="flag",
@@ -16,7 +16,7 @@ SPEC = Spec(
         "name": Arg(flag_name, REQUIRED, "the flag, e.g. flag_7"),
         "value": Arg(switch, REQUIRED, "on or off"),
         "meaning": Arg(
-            text, None, "declared meaning (default: what the newest release reading it means)"
+            meaning, None, "declared meaning (default: what the newest release reading it means)"
         ),
     },
 )

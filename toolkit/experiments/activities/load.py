@@ -28,17 +28,24 @@ def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
     return send(run, args, "load")
 
 
+#: An `open` without a duration sends until the market closes; this bounds it all the same.
+OPEN_MAX_S = 3600.0
+
+
 def send(run: RunState, args: dict[str, Any], what: str) -> StepOutcome:
     """Parent orders through the load generator (in the client container); in the background,
-    the next steps run meanwhile and the account is collected before the last probes."""
+    the next steps run meanwhile and the account is collected before the last probes. Without
+    a duration (`open`), it sends until the market closes: a `close` step, or the method's end."""
+    until_close = args["duration_s"] is None
+    prefix = f"{what}{len(run.loads) + len(run.background)}"
     spec = LoadSpec(
         nodes=tuple(args.get("nodes") or ()),
         rate=args["rate"],
-        duration_s=args["duration_s"],
+        duration_s=OPEN_MAX_S if until_close else args["duration_s"],
         rlp_share=args["rlp_share"],
         qty=args["qty"],
         drain_s=3.0,
-        prefix=f"{what}{len(run.loads) + len(run.background)}",
+        prefix=prefix,
     )
 
     def work() -> None:
@@ -57,7 +64,11 @@ def send(run: RunState, args: dict[str, Any], what: str) -> StepOutcome:
             f"{result.unanswered} unanswered",
         )
 
-    detail = f"{args['rate']:g} parent orders/s for {args['duration_s']:g}s"
+    rate = f"{args['rate']:g} parent orders/s"
+    if until_close:
+        run.open_loads[prefix] = run.in_background(what, work)
+        return StepOutcome("done", f"{rate} until the market closes")
+    detail = f"{rate} for {args['duration_s']:g}s"
     if args.get("background", False):
         run.in_background(what, work)
         return StepOutcome("done", detail + " (in the background)")

@@ -1,6 +1,8 @@
 """open: the market opens. A load phase whose parent orders carry the RLP flag, marked as the open.
 
-It runs in the background by default: the market stays open while the next steps happen.
+The market stays open while the next steps happen, until a `close` step or the end of the
+method, however long they take: what an experiment shows does not depend on how fast the
+machine is. A `duration_s` closes it after a fixed time instead.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ SPEC = Spec(
     summary="Open the market: RLP parent orders start flowing.",
     args={
         "rate": Arg(number(minimum=0), 200.0, "parent orders per second over all nodes"),
-        "duration_s": Arg(number(minimum=0.1, maximum=3600), 6.0, "seconds the market is open"),
-        "background": Arg(boolean, True, "keep it open while the next steps run"),
+        "duration_s": Arg(
+            number(minimum=0.1, maximum=3600),
+            None,
+            "seconds the market is open (default: until a close step or the method's end)",
+        ),
+        "background": Arg(boolean, True, "with duration_s: keep it open while the next steps run"),
         "rlp_share": Arg(number(0, 1), 0.25, "fraction of parent orders in the RLP"),
         "qty": Arg(integer(1, 1_000_000), 100, "shares per parent order"),
     },

@@ -7,6 +7,7 @@ reason; the experiment loader adds the file and line. Nothing here touches the l
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "choice",
     "flag_name",
     "integer",
+    "meaning",
     "node",
     "nodes",
     "number",
@@ -121,6 +123,8 @@ def number(minimum: float | None = None, maximum: float | None = None) -> Kind:
     def kind(value: Any, ctx: Context) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ArgError("expected a number")
+        if not math.isfinite(value):  # NaN passes every bound; inf is no duration or rate
+            raise ArgError(f"{value} is not a finite number")
         _bounds(value, minimum, maximum)
         return float(value)
 
@@ -173,6 +177,14 @@ def release(value: Any, ctx: Context) -> str:
 def flag_name(value: Any, ctx: Context) -> str:
     if not isinstance(value, str) or not FLAG_NAME.fullmatch(value):
         raise ArgError(f"{value!r} is not a flag name (a-z, 0-9, _)")
+    return value
+
+
+def meaning(value: Any, ctx: Context) -> str:
+    """A flag's declared meaning: the name of the strategy it turns on (a flag name's shape).
+    It reaches every node through a playbook, so nothing else is let through."""
+    if not isinstance(value, str) or not FLAG_NAME.fullmatch(value):
+        raise ArgError(f"{value!r} is not a meaning (a strategy name: a-z, 0-9, _)")
     return value
 
 

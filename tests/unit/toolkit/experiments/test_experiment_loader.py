@@ -201,3 +201,122 @@ def test_parse_sets_splits_at_the_first_equals_sign():
     assert parse_sets(["node=smars-3", "text=a=b"]) == {"node": "smars-3", "text": "a=b"}
     with pytest.raises(ConfigError, match="--set expects KEY=VALUE, got 'node'"):
         parse_sets(["node"])
+
+
+# -- hostile and absurd input ------------------------------------------------------------------
+NUMBERS = """\
+title: numbers
+parameters:
+  rate: 200.0
+  seconds: 1.5
+method:
+  - load: {rate: "{rate}", duration_s: 1}
+  - wait: {seconds: "{seconds}"}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (NUMBERS.replace("seconds: 1.5", "seconds: .nan"), 4),
+        (NUMBERS.replace("rate: 200.0", "rate: .inf"), 3),
+        (NUMBERS.replace('{seconds: "{seconds}"}', "{seconds: -.inf}"), 7),
+        (NUMBERS.replace("duration_s: 1", "duration_s: .NaN"), 6),
+        (NUMBERS + "abort:\n  - duration_over_s: .inf\n", 9),
+    ],
+)
+def test_a_number_that_is_not_finite_names_the_file_and_line(tmp_path, text, line):
+    path, error = fails(tmp_path, text)
+    assert (error.path, error.line) == (str(path), line), str(error)
+    assert "finite" in error.message
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "Infinity", "1e999"])
+def test_a_set_value_that_is_not_finite_is_refused_on_the_parameter_line(tmp_path, value):
+    _, error = fails(tmp_path, NUMBERS, {"rate": value})
+    assert error.line == 3
+    assert error.message == f"--set rate={value!r}: expected a finite number like the default 200.0"
+
+
+def test_the_number_kinds_refuse_what_is_not_finite():
+    from toolkit.experiments.activities.schema import ArgError, Context, number
+
+    for value in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ArgError, match="finite"):
+            number()(value, Context(FLEET))
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        (GOOD.replace("  node: smars-8", "  node: &n smars-8"), 3),
+        (GOOD.replace('skip: ["{node}"]', "skip: &s [smars-2]") + "  - wait: *s\n", 9),
+        ("base: &b {seconds: 1}\ntitle: x\nmethod:\n  - wait:\n      <<: *b\n", 1),
+        ("title: x\nmethod:\n  - wait: *missing\n", 3),
+    ],
+)
+def test_yaml_anchors_and_aliases_are_refused_with_their_line(tmp_path, text, line):
+    path, error = fails(tmp_path, text)
+    assert (error.path, error.line) == (str(path), line), str(error)
+    assert "anchors and aliases" in error.message
+
+
+# Nine levels of nine: 387 million strings once expanded, 2 kB as written; under `expect`, which
+# the loader walks whole before it reads any expectation.
+LAUGHS = (
+    "title: lol\nmethod:\n  - wait: {seconds: 1}\nexpect:\n"
+    "  a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"
+    + "".join(
+        f"  {chr(c + 1)}: &{chr(c + 1)} [{', '.join(['*' + chr(c)] * 9)}]\n"
+        for c in range(97, 97 + 9)
+    )
+)
+
+
+def test_a_billion_laughs_file_is_listed_with_its_error_at_once(tmp_path):
+    # Run apart, so that a loader that expands the aliases is killed instead of hanging the suite.
+    import subprocess
+    import sys
+
+    (tmp_path / "lol.yml").write_text(LAUGHS)
+    (tmp_path / "ok.yml").write_text("title: fine\nmethod:\n  - wait: {seconds: 1}\n")
+    script = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from toolkit.experiments.loader import list_experiments\n"
+        "infos = list_experiments(Path(sys.argv[1]), fleet=['smars-1'], releases=['7.1.0'])\n"
+        "print(json.dumps([[i.id, i.error] for i in infos]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=20
+    )
+    assert done.returncode == 0, done.stderr
+    import json
+
+    (lol_id, lol_error), ok = json.loads(done.stdout)
+    assert ok == ["ok", None]
+    assert lol_id == "lol"
+    assert lol_error.startswith(f"{tmp_path / 'lol.yml'}:5: ")
+    assert "anchors and aliases" in lol_error
+
+
+@pytest.mark.parametrize(
+    "meaning", ["$(touch /tmp/pwned)", "rlp; id", "RLP", "power peg", "rlp\\n"]
+)
+def test_a_flag_meaning_that_is_no_strategy_name_is_refused(tmp_path, meaning):
+    text = GOOD.replace(
+        "{name: flag_7, value: off}", f"{{name: flag_7, value: on, meaning: {meaning!r}}}"
+    )
+    path, error = fails(tmp_path, text)
+    assert (error.path, error.line) == (str(path), 14), str(error)
+    assert "flag: meaning:" in error.message and "is not a meaning" in error.message
+
+
+def test_a_flag_meaning_set_from_the_command_line_is_checked_too(tmp_path):
+    text = GOOD.replace("  alerts: 3\n", "  alerts: 3\n  meaning: rlp\n").replace(
+        "{name: flag_7, value: off}", '{name: flag_7, value: on, meaning: "{meaning}"}'
+    )
+    _, exp = load(tmp_path, text)
+    assert exp.rollbacks[0].args["meaning"] == "rlp"
+    _, error = fails(tmp_path, text, {"meaning": "$(id)"})
+    assert "is not a meaning" in error.message and error.line == 15
