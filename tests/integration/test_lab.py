@@ -30,6 +30,17 @@ def knight(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def test_verbose_shows_the_docker_calls_on_stderr_and_keeps_stdout_for_the_result(baseline: Lab):
+    done = knight("-v", "lab", "status", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["nodes"][0]["name"] == "smars-1"
+    assert "knight.docker:" in done.stderr, done.stderr[-2000:]
+    assert "list containers" in done.stderr
+    assert baseline.token not in done.stderr
+    quiet = knight("lab", "status", "--json")
+    assert "knight.docker" not in quiet.stderr
+
+
 def test_status_json_follows_the_contract(baseline: Lab):
     done = knight("lab", "status", "--json")
     assert done.returncode == 0, done.stderr

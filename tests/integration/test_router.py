@@ -16,6 +16,7 @@ from typing import Any
 
 from helpers import exchange, metric
 
+from toolkit.errors import LabError
 from toolkit.lab.lab import Lab
 from toolkit.lab.load import LoadSpec, run_load
 
@@ -202,10 +203,15 @@ def _connections(port: int, heads: list[bytes]) -> Iterator[list[socket.socket]]
 
 
 def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Wait until `check` holds. While the admin API is flooded an unauthenticated request (the
+    metrics scrape) may lose its slot to a newer connection: that is asked again."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if value := check():
-            return value
+        try:
+            if value := check():
+                return value
+        except LabError:
+            pass
         time.sleep(0.05)
     raise AssertionError(f"timed out waiting for {what}")
 

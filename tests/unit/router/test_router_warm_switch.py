@@ -84,12 +84,13 @@ def test_a_warm_switch_hands_the_sockets_to_the_standby(router_factory, releases
     assert (after["release"], after["tree"]) == ("8.0.1", tree)
     assert after["pid"] == standby["pid"]
     assert router.proc.poll() is None  # routerd lives on
-    assert parent_of(after["pid"]) == router.proc.pid  # adopted
     assert (router.home / "router.pid").read_text().strip() == str(after["pid"])
     handover = router.wait_event("switch_handover", since=since)
     assert handover["standby"] == standby["pid"]
+    # The standby is the old router's child until that one has exited: then routerd has it.
     exited = router.wait_event("router_exited", since=since, pid=before["pid"])
     assert exited["code"] == 0 and exited["running"] == [after["pid"]]
+    assert parent_of(after["pid"]) == router.proc.pid  # adopted
     assert not [e for e in router.events[since:] if e.get("event") == "switch_exec"]
     wait_for(lambda: gone(before["pid"]), what="the old router reaped")
 
