@@ -141,6 +141,16 @@ def _refuse(tree: str) -> str | None:
     return tree_problem(folder)
 
 
+def router_environ(tree: str) -> dict[str, str]:
+    """A router's environment: it imports from `tree` alone, and Python neither writes bytecode
+    into it nor reads any from it (the cache goes under /dev/null, where nothing can exist), so
+    bytecode slipped into the tree after it was checked never runs. The same as the router's
+    own `switch._environ` (tests/unit/router/test_router_bytecode.py holds them together)."""
+    return dict(
+        os.environ, PYTHONPATH=tree, PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX="/dev/null"
+    )
+
+
 class Keeper:
     def __init__(self, tree: str, args: list[str]) -> None:
         self.tree = tree
@@ -149,7 +159,7 @@ class Keeper:
 
     def start(self, supervised: bool) -> int:
         # No bytecode written into the release tree (one that holds any is refused).
-        env = dict(os.environ, PYTHONPATH=self.tree, PYTHONDONTWRITEBYTECODE="1")
+        env = router_environ(self.tree)
         if supervised:
             env[SUPERVISED_ENV] = "1"
         else:

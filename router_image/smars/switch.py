@@ -77,10 +77,19 @@ def _command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-S", "-P", "-m", "smars", *argv]
 
 
+#: Where Python looks for cached bytecode instead of a tree's __pycache__/: a path under a file,
+#: which no one can create, so a router only ever runs the source its tree hash covers, even
+#: if bytecode were slipped into the tree after it was checked.
+NO_PYCACHE = "/dev/null"
+
+
 def _environ(tree: str) -> dict[str, str]:
     """The environment of a router process of `tree`: it imports from that folder alone, and
-    Python writes no __pycache__/ into it (a release tree that holds any is refused)."""
-    return dict(os.environ, PYTHONPATH=tree, PYTHONDONTWRITEBYTECODE="1")
+    Python neither writes nor reads a __pycache__/ there (a release tree that holds any is
+    refused)."""
+    return dict(
+        os.environ, PYTHONPATH=tree, PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=NO_PYCACHE
+    )
 
 
 def _inherit_spec(fds: Mapping[str, int]) -> str:

@@ -182,30 +182,27 @@ def venue_spec(settings: Settings, tokens: LabTokens) -> ContainerSpec:
     )
 
 
+def _service_spec(settings: Settings, role: str, resources: Resources) -> ContainerSpec:
+    """A container of the lab that runs one of the image's roles under its own name."""
+    return ContainerSpec(
+        name=settings.container(role),
+        hostname=role,
+        command=[role],
+        labels=labels(role),
+        user=_user(settings),
+        resources=resources,
+        aliases=(role,),
+    )
+
+
 def artifacts_spec(settings: Settings) -> ContainerSpec:
     """The artifact repository nodes download releases from during a deploy."""
-    return ContainerSpec(
-        name=settings.container("artifacts"),
-        hostname="artifacts",
-        command=["artifacts"],
-        labels=labels("artifacts"),
-        user=_user(settings),
-        resources=ARTIFACTS_RESOURCES,
-        aliases=("artifacts",),
-    )
+    return _service_spec(settings, "artifacts", ARTIFACTS_RESOURCES)
 
 
 def client_spec(settings: Settings) -> ContainerSpec:
     """The client: where the load generator runs, on the lab network."""
-    return ContainerSpec(
-        name=settings.container("client"),
-        hostname="client",
-        command=["client"],
-        labels=labels("client"),
-        user=_user(settings),
-        resources=CLIENT_RESOURCES,
-        aliases=("client",),
-    )
+    return _service_spec(settings, "client", CLIENT_RESOURCES)
 
 
 def lab_specs(

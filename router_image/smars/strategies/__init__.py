@@ -5,6 +5,7 @@ release carries only its own strategies), so adding a strategy means adding one 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -70,6 +71,9 @@ def discover(package: str = __name__) -> dict[str, type[Strategy]]:
     found: dict[str, type[Strategy]] = {}
     path = importlib.import_module(package).__path__
     for info in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        if not _has_source(path, info.name):
+            # A sourceless module (`x.pyc`) is no file of the release's hash: never import it.
+            continue
         module = importlib.import_module(f"{package}.{info.name}")
         for obj in vars(module).values():
             if (
@@ -82,3 +86,11 @@ def discover(package: str = __name__) -> dict[str, type[Strategy]]:
                     raise ImportError(f"strategy {obj.NAME!r} defined twice ({module.__name__})")
                 found[obj.NAME] = obj
     return found
+
+
+def _has_source(path: Any, name: str) -> bool:
+    return any(
+        os.path.isfile(os.path.join(folder, f"{name}.py"))
+        or os.path.isfile(os.path.join(folder, name, "__init__.py"))
+        for folder in path
+    )
