@@ -153,6 +153,8 @@ class Target(asyncio.Protocol):
         self.writable = False
         # The router sent `closing`: nothing more is sent on this connection, which it closes.
         self.handed_over = False
+        # The router's last `closing` said it has no room for this connection.
+        self.turned_away = False
         self.epoch = 0
         self.inflight = 0
         self.connects = 0
@@ -231,6 +233,8 @@ class Target(asyncio.Protocol):
             m = loads(line)  # type: ignore[arg-type]
             kind = m["type"]
             if kind == "closing":
+                # Turned away (the router is at its connection cap): come back later, not at once.
+                self.turned_away = m.get("reason") == "too_many_connections"
                 self._hand_over()
                 return
             i = parents.by_id[m["id"]]
@@ -698,6 +702,7 @@ class LoadGen:
     async def _keep_connected(self, target: Target) -> None:
         """Connect, and reconnect after a drop, until the run ends (tenacity, connection errors)."""
         loop = asyncio.get_running_loop()
+        backoff = 0.05
         while not self._closing:
             try:
                 async for attempt in AsyncRetrying(
@@ -712,6 +717,14 @@ class LoadGen:
             except OSError:
                 return
             await target.lost
+            if target.turned_away:
+                # A router at its connection cap: back off (50 ms, doubling to 1 s) rather
+                # than loop connect, closing, connect.
+                target.turned_away = False
+                await asyncio.sleep(backoff)
+                backoff = min(1.0, backoff * 2)
+            else:
+                backoff = 0.05
 
     # -- the run -----------------------------------------------------------------------------
 

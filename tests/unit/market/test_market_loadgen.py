@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from market.loadgen import Config, LoadGen, invariant_holds, main, parse_args
@@ -486,3 +488,35 @@ def test_on_closing_the_loadgen_half_closes_reads_to_the_end_and_reconnects() ->
     assert result["attempts"] == log["lines"]
     (row,) = result["per_target"].values()
     assert row["connects"] == 3
+
+
+def test_a_router_at_its_connection_cap_is_not_hammered_with_reconnects() -> None:
+    """`closing` with reason too_many_connections: the load generator comes back after a
+    growing pause, then trades once there is room."""
+    seen: list[float] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(time.monotonic())
+        if len(seen) <= 3:
+            writer.write(b'{"type":"closing","reason":"too_many_connections"}\n')
+            await writer.drain()
+            writer.close()
+            return
+        while line := await reader.readline():
+            for answer in ack_and_fill(json.loads(line), 1):
+                writer.write((json.dumps(answer) + "\n").encode())
+        writer.close()
+
+    async def go() -> dict:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            cfg = Config(targets=[f"127.0.0.1:{port}"], rate=100, count=20, drain=1.0)
+            cfg.connect_timeout = 5.0
+            return await LoadGen(cfg).run()
+
+    result = asyncio.run(go())
+    assert result["filled"] == result["sent"] == 20
+    assert len(seen) == 4
+    gaps = [b - a for a, b in itertools.pairwise(seen)]
+    assert all(gap >= 0.04 for gap in gaps), gaps  # never at once
