@@ -14,7 +14,8 @@ and it does nothing between those events: the CPU belongs to the routers.
 Before the first router runs any code of TREE, routerd checks it: a release folder
 (`releases/MAJOR.MINOR.PATCH`, whatever link or pending marker led to it) holding only what its
 tree hash covers (no bytecode, no symlink: Python would run them unseen). The router starts
-with PYTHONDONTWRITEBYTECODE=1 (as -B), so Python writes no bytecode into the tree either.
+with its bytecode cache in the router user's own folder, so Python writes none into the tree
+and reads none from it.
 """
 
 from __future__ import annotations
@@ -143,12 +144,14 @@ def _refuse(tree: str) -> str | None:
 
 def router_environ(tree: str) -> dict[str, str]:
     """A router's environment: it imports from `tree` alone, and Python neither writes bytecode
-    into it nor reads any from it (the cache goes under /dev/null, where nothing can exist), so
-    bytecode slipped into the tree after it was checked never runs. The same as the router's
-    own `switch._environ` (tests/unit/router/test_router_bytecode.py holds them together)."""
-    return dict(
-        os.environ, PYTHONPATH=tree, PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX="/dev/null"
-    )
+    into it nor reads any from it: its cache is the router user's own folder (the image fills
+    it with the standard library's), so bytecode slipped into the tree after it was checked
+    never runs. The same as the router's own `switch._environ`
+    (tests/unit/router/test_router_bytecode.py holds them together)."""
+    env = dict(os.environ, PYTHONPATH=tree)
+    env["PYTHONPYCACHEPREFIX"] = os.environ.get("SMARS_PYCACHE", "/var/cache/smars/pycache")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    return env
 
 
 class Keeper:

@@ -11,8 +11,8 @@ imports inside the flip.
 Either way the new tree is checked by this process, the one already trusted, before any of its
 code runs: importing a module runs it, so a tree is hashed (and refused when it holds anything
 its hash does not cover) first, and the new process imports from that very folder, resolved.
-No process started here writes bytecode into a tree (PYTHONDONTWRITEBYTECODE, as -B): a release
-tree holds none.
+No process started here writes or reads bytecode in a tree: Python's cache is the router user's
+own folder (PYTHONPYCACHEPREFIX), and a release tree holds none.
 """
 
 from __future__ import annotations
@@ -77,19 +77,20 @@ def _command(argv: Sequence[str]) -> list[str]:
     return [sys.executable, "-S", "-P", "-m", "smars", *argv]
 
 
-#: Where Python looks for cached bytecode instead of a tree's __pycache__/: a path under a file,
-#: which no one can create, so a router only ever runs the source its tree hash covers, even
-#: if bytecode were slipped into the tree after it was checked.
-NO_PYCACHE = "/dev/null"
+#: Where a router's Python keeps its bytecode cache, instead of the __pycache__/ folders of the
+#: trees it imports: the router user's own folder (the image fills it with the standard
+#: library's), so bytecode slipped into a release tree after it was checked is never read.
+PYCACHE = "/var/cache/smars/pycache"
 
 
 def _environ(tree: str) -> dict[str, str]:
     """The environment of a router process of `tree`: it imports from that folder alone, and
     Python neither writes nor reads a __pycache__/ there (a release tree that holds any is
-    refused)."""
-    return dict(
-        os.environ, PYTHONPATH=tree, PYTHONDONTWRITEBYTECODE="1", PYTHONPYCACHEPREFIX=NO_PYCACHE
-    )
+    refused): its bytecode cache is `PYCACHE` (SMARS_PYCACHE elsewhere)."""
+    cache = os.environ.get("SMARS_PYCACHE", PYCACHE)
+    env = dict(os.environ, PYTHONPATH=tree, PYTHONPYCACHEPREFIX=cache)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # the cache is written, but never into the tree
+    return env
 
 
 def _inherit_spec(fds: Mapping[str, int]) -> str:

@@ -285,6 +285,7 @@ class Router:
         env.pop("SMARS_VENUE_TOKEN", None)
         # As routerd starts it: a release tree never gets bytecode written into it.
         env["PYTHONDONTWRITEBYTECODE"] = "1"
+        env["SMARS_PYCACHE"] = str(self.home / "pycache")  # the router's own cache, not the host's
         env.update(self.env)
         tree = os.path.realpath(self.current)
         if self.supervised:  # `proc` is routerd then; the router is its child

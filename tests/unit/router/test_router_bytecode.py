@@ -1,6 +1,7 @@
 """A router process runs only the source its tree hash covers: bytecode slipped into its tree
 after the tree was checked (a forged `__pycache__/*.pyc` that claims to be a module's compile)
-is never read. routerd and the router's own switch build that environment, each its own copy."""
+is never read, and its own bytecode goes to its user's cache folder, never into the tree.
+routerd and the router's own switch build that environment, each its own copy."""
 
 from __future__ import annotations
 
@@ -45,9 +46,28 @@ def test_forged_cached_bytecode_would_run_under_a_plain_environment(tmp_path):
 
 
 @pytest.mark.parametrize("who", list(ENVIRONS))
-def test_a_router_process_never_reads_bytecode_from_its_tree(tmp_path, who):
-    _forged_tree(tmp_path)
-    env = ENVIRONS[who](str(tmp_path))
-    assert env["PYTHONPATH"] == str(tmp_path)
-    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
-    assert _x(env, tmp_path) == "source"
+def test_a_router_process_never_reads_bytecode_from_its_tree(tmp_path, monkeypatch, who):
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+    tree.mkdir()
+    _forged_tree(tree)
+    monkeypatch.setenv("SMARS_PYCACHE", str(cache))
+    env = ENVIRONS[who](str(tree))
+    assert env["PYTHONPATH"] == str(tree)
+    assert env["PYTHONPYCACHEPREFIX"] == str(cache)
+    assert _x(env, tree) == "source"
+
+
+@pytest.mark.parametrize("who", list(ENVIRONS))
+def test_a_router_process_keeps_its_bytecode_in_its_own_cache_not_the_tree(
+    tmp_path, monkeypatch, who
+):
+    tree, cache = tmp_path / "tree", tmp_path / "cache"
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "__init__.py").write_text("")
+    (tree / "pkg" / "mod.py").write_text("X = 'source'\n")
+    monkeypatch.setenv("SMARS_PYCACHE", str(cache))
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")  # as the image sets it for every role
+    env = ENVIRONS[who](str(tree))
+    assert _x(env, tree) == "source"
+    assert not list(tree.rglob("__pycache__"))
+    assert list(cache.rglob("mod.*.pyc"))  # cached, where only the router's user writes
