@@ -4,12 +4,13 @@ not, nothing lost and nothing interleaved under load, and a uniform fleet whatev
 from __future__ import annotations
 
 import threading
+from threading import Condition
 
 import pytest
 
 from toolkit.deploy.operations import deploy, flag, killswitch, rollback
 from toolkit.lab.lab import Lab
-from toolkit.lab.load import LoadSpec, run_load
+from toolkit.lab.load import LoadSpec, run_load, stop_load
 
 NEW = "8.0.0"
 
@@ -79,16 +80,40 @@ def test_flags_and_kill_switch_reach_every_node(baseline: Lab):
 
 
 def test_guarded_deploy_under_load_loses_no_order_and_never_interleaves_releases(baseline: Lab):
+    """The load runs from before the deploy until orders have filled on the new release, however
+    long the deploy takes on this machine: its end is asked for, not timed."""
     outcome: dict = {}
-    load = threading.Thread(
-        target=lambda: outcome.setdefault(
-            "load", run_load(baseline, LoadSpec(rate=300, duration_s=14, qty=200, drain_s=8))
-        )
-    )
+    filled = Condition()
+    counts = {"filled": 0}
+
+    def progress(doc: dict) -> None:
+        with filled:
+            counts["filled"] = doc.get("progress", {}).get("filled", counts["filled"])
+            filled.notify_all()
+
+    def filled_past(n: int) -> None:
+        with filled:
+            assert filled.wait_for(lambda: counts["filled"] > n or "load" in outcome, timeout=60)
+        assert "load" not in outcome, "the load ended before it was asked to"
+
+    spec = LoadSpec(rate=300, duration_s=600, qty=200, drain_s=8, prefix="deployload")
+    def send() -> None:
+        try:
+            outcome["load"] = run_load(baseline, spec, progress)
+        finally:
+            with filled:
+                outcome.setdefault("load", None)
+                filled.notify_all()
+
+    load = threading.Thread(target=send)
     load.start()
-    threading.Event().wait(3)
-    result = deploy(baseline, NEW)
-    load.join()
+    try:
+        filled_past(0)
+        result = deploy(baseline, NEW)
+        filled_past(counts["filled"] + 300)  # a second or more of orders on the new release
+    finally:
+        stop_load(baseline, "deployload")
+        load.join()
     assert result.status == "deployed", result.error
     account = outcome["load"]
     assert account.accounted

@@ -280,7 +280,9 @@ def test_no_router_process_writes_bytecode_into_a_release_tree(
     since = len(router.events)
     point(router.current, releases["8.0.1"])
     router.signal(signal.SIGUSR2)  # warm: to the standby
-    router.wait_event("started", since=since, release="8.0.1")
+    started = router.wait_event("started", since=since, release="8.0.1")
+    # routerd forwards a signal to its own children: the new router is one once the old has gone.
+    router.wait_event("router_exited", since=since, running=[started["pid"]])
     since = len(router.events)
     point(router.current, releases["8.0.0"])
     router.signal(signal.SIGUSR2)  # no standby of 8.0.0: re-executed
