@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["LABEL", "Settings", "load_settings", "node_key"]
+__all__ = ["LABEL", "Settings", "default_forks", "load_settings", "node_key"]
 
 #: Label carried by every container, network and volume of a lab; its value is the lab's name.
 LABEL = "knight.lab"
@@ -39,6 +39,10 @@ class Settings:
     base_image_override: str | None = None
     debian_suite: str = "bookworm"
     venue_cap: int = 500_000
+    #: How many nodes Ansible works on at once (KNIGHT_FORKS; ansible-runner's `forks`). The
+    #: guarded deploy does not need the fleet inside one batch, so this is only a matter of
+    #: speed: see `default_forks` and docs/scaling.md.
+    forks: int = 16
     #: Who every container's process runs as (the router in a node): it may write only its own
     #: state (/var/lib/smars, /run/smars) and the `current` link.
     uid: int = 10001
@@ -128,6 +132,12 @@ def _int_env(name: str, default: int, low: int, high: int) -> int:
     return value
 
 
+def default_forks(nodes: int) -> int:
+    """One fork per node up to 16: past that, on a small controller, more forks buy little
+    (each task is a process per host on the controller; docs/scaling.md measures it)."""
+    return max(1, min(nodes, 16))
+
+
 def load_settings() -> Settings:
     """Settings from the environment (`KNIGHT_LAB`, `KNIGHT_NODES`, `BASE_IMAGE`, ...)."""
     env = os.environ
@@ -136,10 +146,12 @@ def load_settings() -> Settings:
         raise ConfigError(
             f"KNIGHT_LAB={lab!r}: use 1-32 of a-z, 0-9 and '-', starting with a letter"
         )
+    nodes = _int_env("KNIGHT_NODES", 8, 1, 32)
     return Settings(
         root=Path(env.get("KNIGHT_HOME", _ROOT)).resolve(),
         lab=lab,
-        nodes=_int_env("KNIGHT_NODES", 8, 1, 32),
+        nodes=nodes,
+        forks=_int_env("KNIGHT_FORKS", default_forks(nodes), 1, 256),
         image=env.get("KNIGHT_IMAGE", "knight-lab:latest"),
         base_image_override=env.get("BASE_IMAGE") or None,
         venue_cap=_int_env("KNIGHT_VENUE_CAP", 500_000, 1_000, 50_000_000),

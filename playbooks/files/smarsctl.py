@@ -41,6 +41,13 @@ PENDING = Path(os.environ.get("SMARS_PENDING", "/var/lib/smars/switch.pending"))
 ARM_TIMEOUT_S = 12.0
 #: The most an artifact may weigh, downloaded and unpacked alike (a release is some 100 KB).
 MAX_ARTIFACT_BYTES = int(os.environ.get("SMARS_MAX_ARTIFACT_BYTES", str(64 * 2**20)))
+#: A flip handed to a process of its own (flip-start) keeps its id, its decision and its
+#: result here, in the node's state, for flip-wait and for a rescue that must stop it.
+FLIP_DIR = Path(os.environ.get("SMARS_FLIP_DIR", str(PENDING.parent / "flip")))
+FLIP_PID, FLIP_DECISION, FLIP_RESULT = "pid", "decision", "result.json"
+#: How long a rescue waits for a flip that had already decided to switch: its switch and its
+#: wait for the fleet are bounded by the deploy's switch timeout (15 s) each.
+FLIP_STOP_WAIT_S = 40.0
 #: A release's version, and so its folder's name (and the pending marker's content).
 VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 TREE = re.compile(r"[0-9a-f]{64}")
@@ -455,29 +462,114 @@ def cmd_switch(version: str, tree: str, timeout: str = "15", *, checked: bool = 
 def cmd_flip(
     version: str, tree: str, timeout: str = "15", peers: str = "", epoch: str = "0"
 ) -> dict:
-    """The guarded deploy's flip on one node.
+    """The guarded deploy's flip on one node, in one call: `flip-start` and `flip-wait` in one
+    process. Fit for a fleet that fits in one batch of the deploy tool's forks (every node must
+    reach the rendezvous while the others wait there); the playbooks use the two halves."""
+    begun_at = time.time()
+    previous = _flip_checks(version, tree)
+    _fresh_flip_dir()
+    armed = _ready_standby(version, tree)
+    urls = [u for u in peers.split(",") if u]
+    return _flip(version, tree, previous, armed, urls, epoch, timeout, timeout) | {
+        "begun_at": begun_at
+    }
 
-    Re-check the staged tree, have the router's standby of it ready, arm, and wait until every
-    peer (the admin URLs of the whole fleet, comma-separated) is armed too: the deploy tool
-    starts this task on the nodes up to a second apart, the rendezvous makes them flip
-    together. Then write the pending marker (the new process takes no order while it names
-    another release), switch, and wait until every peer runs the new tree; only then commit the
-    switch (remove the marker) and open intake, so no order meets the old release after the new
-    one has traded. Without peers the node flips at once and stays closed to orders until the
-    `resume` command commits it (or undoes itself after the confirm window). With an `epoch`
-    (fencing), the fleet manifest for the new release is written before intake opens, so a
-    fenced router trades as soon as the fleet runs what the manifest says.
+
+def cmd_flip_start(
+    version: str, tree: str, arm_timeout: str, timeout: str, peers: str, epoch: str = "0"
+) -> dict:
+    """The first half of the guarded deploy's flip on one node, which returns at once.
+
+    Re-check the staged tree, have the router's standby of it ready, and hand the rest of the
+    flip (rendezvous, pending marker, switch, wait for the fleet, fence, resume: `_flip`) to a
+    process of its own, detached from this task, whose result `flip-wait` reads. So the deploy
+    tool need not hold every node of the fleet in one batch of its forks: the nodes armed
+    first wait in their own processes (up to `arm_timeout` seconds) while it goes on with the
+    next batch. A flip of an earlier deploy still waiting on this node is stopped first.
     """
     begun_at = time.time()
+    previous = _flip_checks(version, tree)
+    urls = [u for u in peers.split(",") if u]
+    if not urls:
+        raise Failed("flip-start: no peers (a lone node flips with `flip`)")
+    float(arm_timeout), float(timeout)  # numbers, checked before anything is handed over
+    stopped = _fresh_flip_dir()
+    armed = _ready_standby(version, tree)
+
+    def flip() -> dict:
+        return _flip(version, tree, previous, armed, urls, epoch, arm_timeout, timeout)
+
+    pid = _detach(lambda: _run_background(flip, begun_at))
+    return {"flipping": pid, "standby": armed.get("standby"), "stopped_earlier": stopped}
+
+
+def cmd_flip_wait(timeout: str) -> dict:
+    """The second half: wait (at most `timeout` seconds) for the result of the flip that
+    `flip-start` handed to this node, and report it as `flip` would have."""
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        result = _flip_result()
+        if result is None and not _background_alive():
+            result = _flip_result()  # it may have written it just before it ended
+            if result is None:
+                raise Failed("the flip handed to this node ended without a result")
+        if result is not None:
+            if result.get("error"):
+                raise Failed(str(result["error"]))
+            return result
+        if time.monotonic() >= deadline:
+            raise Failed(f"no result of this node's flip after {timeout}s")
+        time.sleep(0.05)
+
+
+def _flip_checks(version: str, tree: str) -> str | None:
+    """The staged tree checked again, and the release the pending marker will name (it becomes
+    a folder name): both before this node arms."""
     _check(version, tree)
     _verify(version, tree)
-    # What the marker will name, checked before this node arms: it becomes a folder name.
-    previous = _previous_release()
-    urls = [u for u in peers.split(",") if u]
-    deadline = time.monotonic() + float(timeout)
-    armed: dict = {}
+    return _previous_release()
+
+
+def _fresh_flip_dir() -> str | None:
+    """FLIP_DIR, emptied for a new flip: an earlier one still waiting is stopped first (what
+    `_stop_background` found is returned)."""
+    stopped = _stop_background()
+    FLIP_DIR.mkdir(mode=0o700, exist_ok=True)
+    for name in (FLIP_RESULT, FLIP_DECISION, FLIP_PID):
+        (FLIP_DIR / name).unlink(missing_ok=True)
+    return stopped
+
+
+def _ready_standby(version: str, tree: str) -> dict:
+    """The router's standby of the new release, ready (its imports done; stage started it)."""
+    return post(f"/switch/prepare?tree={tree}&release={version}&wait=1", ARM_TIMEOUT_S)
+
+
+def _flip(
+    version: str,
+    tree: str,
+    previous: str | None,
+    armed: dict,
+    urls: list[str],
+    epoch: str,
+    arm_timeout: str,
+    timeout: str,
+) -> dict:
+    """The flip once the standby is ready: arm and wait until every peer (the admin URLs of the
+    whole fleet) is armed too, so the fleet flips together however far apart the deploy tool
+    started the nodes (at most `arm_timeout` seconds). Then, unless the flip was stopped
+    meanwhile, write the pending marker (the new process takes no order while it names another
+    release), switch, and wait until every peer runs the new tree (at most `timeout` seconds
+    each); only then commit the switch (remove the marker) and open intake, so no order meets
+    the old release after the new one has traded. Without peers the node flips at once and
+    stays closed to orders until `resume` commits it (or undoes itself after the confirm
+    window). With an `epoch` (fencing), the fleet manifest for the new release is written
+    before intake opens, so a fenced router trades as soon as the fleet runs what it says.
+    """
     if urls:
-        armed = _rendezvous(urls, version, tree, deadline)
+        _rendezvous(urls, version, tree, time.monotonic() + float(arm_timeout))
+    if not _decide(GO):
+        raise Failed("flip stopped before the switch: the deploy is putting the fleet back")
     flip_at = time.time()
     if previous and previous != version:
         # The new process sees the marker and takes no order until `resume` removes it; if
@@ -487,13 +579,17 @@ def cmd_flip(
     paused_at = time.time()
     result = cmd_switch(version, tree, timeout, checked=True) | {
         "intake": "paused",
-        "begun_at": begun_at,
         "flip_at": flip_at,
         "paused_at": paused_at,
     }
     result["standby"] = armed.get("standby")  # what the router said of it when asked to ready it
     if urls:
-        behind = [u for u in urls if not _wait_tree(u, tree, deadline)]
+        deadline = time.monotonic() + float(timeout)
+        running: dict[str, bool] = {}
+        # Every peer at once: asked one after the other, 32 peers would hold intake closed
+        # for 32 round trips.
+        _together(lambda u: running.__setitem__(u, _wait_tree(u, tree, deadline)), urls)
+        behind = [u for u in urls if not running.get(u)]
         if behind:
             raise Failed(f"fleet not on tree {tree[:12]} in {timeout}s: {', '.join(behind)}")
         result["fleet_running_at"] = time.time()
@@ -504,14 +600,13 @@ def cmd_flip(
     return result
 
 
-def _rendezvous(urls: list[str], version: str, tree: str, deadline: float) -> dict:
+def _rendezvous(urls: list[str], version: str, tree: str, deadline: float) -> None:
     """Arm this node for `tree` and wait until every peer is armed too (or already runs it).
 
     The peers are asked once just before arming: the last node to arrive then finds everyone
     armed and flips at once, instead of asking peers that, having just seen it arm, are already
     switching (its question would wait for their new processes). The others long-poll, all at
-    once, only the peers not armed yet; a peer's arming answers them at once. Returns what the
-    router said of its standby.
+    once, only the peers not armed yet; a peer's arming answers them at once.
     """
     ready: dict[str, bool] = {}
 
@@ -528,7 +623,7 @@ def _rendezvous(urls: list[str], version: str, tree: str, deadline: float) -> di
             ready[url] = False
 
     def wait_for(url: str) -> None:
-        while True:
+        while not _stopped():
             left = deadline - time.monotonic()
             if left <= 0:
                 return
@@ -539,18 +634,16 @@ def _rendezvous(urls: list[str], version: str, tree: str, deadline: float) -> di
             except (urllib.error.URLError, OSError, ValueError):
                 time.sleep(0.05)  # not answering yet: ask again
 
-    # First the router's standby of the new release, ready (its imports done; stage started
-    # it). The peers cannot see this yet: a peer that sees this node armed flips at once, and
-    # then answers nothing until its new process runs, so what this node learns of its peers
-    # must be learnt between its last glance and its arming, a moment with nothing in it.
-    armed = post(f"/switch/prepare?tree={tree}&release={version}&wait=1", ARM_TIMEOUT_S)
+    # The standby is ready (the caller saw to it): the peers cannot see that yet. A peer that
+    # sees this node armed flips at once, and then answers nothing until its new process runs,
+    # so what this node learns of its peers must be learnt between its last glance and its
+    # arming, a moment with nothing in it.
     _together(glance, urls)
     post(f"/switch/arm?tree={tree}&release={version}", ARM_TIMEOUT_S)
     _together(wait_for, [u for u in urls if not ready.get(u)])
     late = [u for u in urls if not ready.get(u)]
-    if late:
+    if late and not _stopped():
         raise Failed(f"not armed for tree {tree[:12]} in time: {', '.join(late)}")
-    return armed
 
 
 def _together(work, urls: list[str]) -> None:
@@ -559,6 +652,123 @@ def _together(work, urls: list[str]) -> None:
         t.start()
     for t in threads:
         t.join()
+
+
+# -- a flip handed over to a process of its own ---------------------------------------------------
+# flip-start leaves three files in FLIP_DIR: the process's id, the decision (made once, by
+# whoever comes first: the flip, when it is about to switch, or a rescue that stops it) and the
+# flip's result. The decision is what makes a rescue safe: once it says stop, no flip switches
+# this node; once it says go, the rescue waits for the switch to end and then puts it back.
+
+GO, STOP = "go", "stop"
+
+
+def _decide(word: str) -> bool:
+    """Make the decision `word` unless one was made; whether the decision is `word`."""
+    path = FLIP_DIR / FLIP_DECISION
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            return path.read_text().strip() == word
+        except OSError:
+            return False
+    with os.fdopen(fd, "w") as f:
+        f.write(word + "\n")
+    return True
+
+
+def _stopped() -> bool:
+    try:
+        return (FLIP_DIR / FLIP_DECISION).read_text().strip() == STOP
+    except OSError:
+        return False
+
+
+def _flip_result() -> dict | None:
+    try:
+        return json.loads((FLIP_DIR / FLIP_RESULT).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _background_pid() -> int | None:
+    """The flip process flip-start left, while it runs (not a zombie, not another program)."""
+    try:
+        pid = int((FLIP_DIR / FLIP_PID).read_text())
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if state != "Z" and b"flip-start" in command else None
+
+
+def _background_alive() -> bool:
+    return _background_pid() is not None
+
+
+def _stop_background(wait_s: float = FLIP_STOP_WAIT_S) -> str | None:
+    """Make sure no flip handed to this node switches it from now on: decide `stop`, or, when
+    the flip already decided to go, wait (at most `wait_s`) for it to end, so that what follows
+    (the rescue puts the node back) comes after its switch, never during it. Returns what was
+    found: None (nothing running), "stopped" or "finished"."""
+    pid = _background_pid()
+    if pid is None:
+        return None
+    if _decide(STOP):
+        found = "stopped"
+    else:
+        found = "finished"
+        deadline = time.monotonic() + wait_s
+        while _background_alive() and _flip_result() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    if _background_pid() == pid and (found == "stopped" or _flip_result() is None):
+        # Stopped, it only waits for peers (or, past `wait_s`, it is stuck): end it now.
+        os.kill(pid, signal.SIGTERM)
+    return found
+
+
+def _run_background(flip, begun_at: float) -> None:
+    """The detached flip: its result, or its error, written for flip-wait."""
+    try:
+        result = flip() | {"begun_at": begun_at}
+    except Failed as e:
+        result = {"error": str(e)}
+    except Exception as e:  # anything at all: flip-wait must learn of it, and the rescue runs
+        result = {"error": f"flip: {type(e).__name__}: {e}"}
+    result |= {"node": os.uname().nodename, "at": time.time()}
+    _write(FLIP_DIR / FLIP_RESULT, json.dumps(result))
+
+
+def _detach(work) -> int:
+    """Run `work` in a grandchild in a session of its own, its standard streams on /dev/null
+    (the deploy tool's connection ends with this task, not with it); return its pid once it
+    has written it to FLIP_DIR."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setsid()
+            if os.fork() == 0:
+                os.close(read_end)
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (0, 1, 2):
+                    os.dup2(null, fd)
+                _write(FLIP_DIR / FLIP_PID, str(os.getpid()))
+                os.write(write_end, str(os.getpid()).encode())
+                os.close(write_end)
+                work()
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.waitpid(child, 0)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read()
+    if not answer:
+        raise Failed("the flip could not be handed to a process of its own")
+    return int(answer)
 
 
 def cmd_fence(version: str, tree: str, epoch: str) -> dict:
@@ -572,9 +782,12 @@ def cmd_fence(version: str, tree: str, epoch: str) -> dict:
 
 
 def cmd_restore(version: str, tree: str, timeout: str = "15", epoch: str = "0") -> dict:
-    """The rescue: back to the release the node ran before, then intake open again."""
+    """The rescue: back to the release the node ran before, then intake open again. A flip
+    that flip-start handed to this node is stopped first (or, already switching, waited for):
+    nothing flips this node after its rescue."""
     if version:
         _check(version, tree)
+    stopped = _stop_background()
     result = {"release": current_release()}
     if version and (current_release() != version or identity()["tree"] != tree):
         result = cmd_switch(version, tree, timeout)
@@ -582,7 +795,7 @@ def cmd_restore(version: str, tree: str, timeout: str = "15", epoch: str = "0") 
         result |= cmd_fence(version, tree, epoch)
     PENDING.unlink(missing_ok=True)
     post("/intake/resume")
-    return result | {"intake": "open"}
+    return result | {"intake": "open", "flip_stopped": stopped}
 
 
 def cmd_pause() -> dict:
@@ -634,6 +847,8 @@ COMMANDS = {
     "verify": cmd_verify,
     "switch": cmd_switch,
     "flip": cmd_flip,
+    "flip-start": cmd_flip_start,
+    "flip-wait": cmd_flip_wait,
     "restore": cmd_restore,
     "fence": cmd_fence,
     "pause": cmd_pause,

@@ -197,10 +197,11 @@ def run_playbook(
     events = _Events(result, on_event)
     inventory = inventory_path(settings)
     log.debug(
-        "ansible-playbook %s: inventory %s, limit %s, vars %s",
+        "ansible-playbook %s: inventory %s, limit %s, %d forks, vars %s",
         playbook,
         inventory,
         limit or "none",
+        settings.forks,
         ", ".join(sorted(extravars)),
     )
     _use_venv_ansible()
@@ -215,7 +216,9 @@ def run_playbook(
             project_dir=str(project),
             playbook=playbook,
             inventory=str(inventory),
-            extravars=extravars,
+            # The playbooks size their waits by the number of batches the fleet takes.
+            extravars={**extravars, "knight_forks": settings.forks},
+            forks=settings.forks,
             limit=limit,
             ident=ident,
             quiet=True,

@@ -31,7 +31,15 @@ from .admin import AdminClient
 from .baseline import BaselinePrimitives
 from .engine import ContainerSpec, Engine, FileEntry
 from .specs import SECRET_LABEL, SPEC_LABEL, lab_specs, spec_digest
-from .status import LabStatus, NodeStatus, node_status, plain_status, venue_status
+from .status import (
+    READ_POLICY,
+    LabStatus,
+    NodeStatus,
+    node_status,
+    plain_status,
+    read_fleet,
+    venue_status,
+)
 from .tokens import LabTokens
 
 __all__ = ["Lab"]
@@ -228,8 +236,7 @@ class Lab(BaselinePrimitives):
         routers = sorted(
             self.engine.containers(role="router"), key=lambda c: node_key(c.labels["knight.node"])
         )
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            nodes = list(pool.map(self.node_status, routers))
+        nodes = read_fleet(self.node_status, routers, READ_POLICY.workers)
         return LabStatus(
             lab=s.lab,
             network=s.network,
