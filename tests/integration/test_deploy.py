@@ -4,13 +4,14 @@ not, nothing lost and nothing interleaved under load, and a uniform fleet whatev
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from threading import Condition
 
 import pytest
 
-from toolkit.deploy.operations import deploy, flag, killswitch, rollback
+from toolkit.deploy.operations import DeployResult, deploy, flag, killswitch, rollback
 from toolkit.lab.lab import Lab
-from toolkit.lab.load import LoadSpec, run_load, stop_load
+from toolkit.lab.load import LoadResult, LoadSpec, run_load, stop_load
 
 NEW = "8.0.0"
 
@@ -79,9 +80,10 @@ def test_flags_and_kill_switch_reach_every_node(baseline: Lab):
     assert {n.trading for n in baseline.status().nodes} == {"active"}
 
 
-def test_guarded_deploy_under_load_loses_no_order_and_never_interleaves_releases(baseline: Lab):
-    """The load runs from before the deploy until orders have filled on the new release, however
-    long the deploy takes on this machine: its end is asked for, not timed."""
+def deploy_under_load(lab: Lab) -> tuple[DeployResult, LoadResult]:
+    """A guarded deploy of NEW while orders flow. The load runs from before the deploy until
+    orders have filled on the new release, however long the deploy takes on this machine: its
+    end is asked for, not timed."""
     outcome: dict = {}
     filled = Condition()
     counts = {"filled": 0}
@@ -97,9 +99,10 @@ def test_guarded_deploy_under_load_loses_no_order_and_never_interleaves_releases
         assert "load" not in outcome, "the load ended before it was asked to"
 
     spec = LoadSpec(rate=300, duration_s=600, qty=200, drain_s=8, prefix="deployload")
+
     def send() -> None:
         try:
-            outcome["load"] = run_load(baseline, spec, progress)
+            outcome["load"] = run_load(lab, spec, progress)
         finally:
             with filled:
                 outcome.setdefault("load", None)
@@ -109,23 +112,87 @@ def test_guarded_deploy_under_load_loses_no_order_and_never_interleaves_releases
     load.start()
     try:
         filled_past(0)
-        result = deploy(baseline, NEW)
+        result = deploy(lab, NEW)
         filled_past(counts["filled"] + 300)  # a second or more of orders on the new release
     finally:
-        stop_load(baseline, "deployload")
+        stop_load(lab, "deployload")
         load.join()
+    return result, outcome["load"]
+
+
+def assert_atomic_under_load(lab: Lab, result: DeployResult, account: LoadResult) -> None:
     assert result.status == "deployed", result.error
-    account = outcome["load"]
     assert account.accounted
     assert account.unanswered == 0 and account.working == 0
     assert account.filled + account.rejected == account.sent
     assert account.rejected == 0  # paused intake asks for a retry, and the retries got through
-    executions = baseline.executions()
-    releases = [e["release"] for e in executions]
+    releases = [e["release"] for e in lab.executions()]
     assert "7.1.0" in releases and NEW in releases
     first_new = releases.index(NEW)
     assert releases[first_new:].count("7.1.0") == 0  # interleaved orders
-    assert baseline.venue_admin().get("/stats")["excess_shares"] == 0
+    assert lab.venue_admin().get("/stats")["excess_shares"] == 0
+    tree = lab.artifact(NEW).tree
+    assert {(n.release, n.tree) for n in lab.status().nodes} == {(NEW, tree)}
+
+
+def test_guarded_deploy_under_load_loses_no_order_and_never_interleaves_releases(baseline: Lab):
+    assert_atomic_under_load(baseline, *deploy_under_load(baseline))
+
+
+def fewer_forks(lab: Lab, forks: int) -> Lab:
+    """The same lab, driven by Ansible with `forks` hosts at a time."""
+    assert forks < lab.settings.nodes
+    return Lab(replace(lab.settings, forks=forks), engine=lab.engine)
+
+
+def test_a_fleet_larger_than_one_batch_of_forks_deploys_atomically_under_load(baseline: Lab):
+    """Three forks for eight nodes: the nodes of the first batch arm and wait for their peers
+    while Ansible goes on with the next two batches; the fleet still flips together."""
+    lab = fewer_forks(baseline, 3)
+    result, account = deploy_under_load(lab)
+    assert_atomic_under_load(lab, result, account)
+    assert result.switches == {n: "warm" for n in lab.settings.node_names}
+
+
+def test_a_node_failing_in_the_last_batch_stops_the_flips_already_waiting(baseline: Lab):
+    """Three forks: smars-1..7 have handed their flips over and wait for smars-8, whose staged
+    copy was damaged after the barrier, so its flip fails. The rescue runs everywhere and
+    stops each waiting flip first: the fleet stays on the old release, and no flip is left to
+    switch a node after its rescue."""
+    lab = fewer_forks(baseline, 3)
+    victim = lab.engine.get(lab.settings.container("smars-8"))
+    handed: list[str] = []
+    rescues: dict[str, dict] = {}
+
+    def watch(ev) -> None:
+        if ev.kind == "task_start" and ev.task.startswith("Barrier: every node"):
+            lab.engine.exec(
+                victim,
+                ["sh", "-c", f"echo '# tampered' >> /opt/smars/releases/{NEW}/smars/wire.py"],
+                user=lab.settings.deploy_user,
+            )
+        if ev.kind == "ok" and ev.phase == "flip" and ev.output and "flipping" in ev.output:
+            handed.append(ev.host)
+        if ev.kind == "ok" and ev.phase == "rescue" and ev.output:
+            rescues[ev.host] = ev.output
+
+    result = deploy(lab, NEW, on_event=watch)
+    assert result.status == "rolled_back", result.error
+    assert "smars-8" in result.error and "tree" in result.error
+    assert sorted(handed) == [f"smars-{i}" for i in range(1, 8)]
+    assert {n: rescues[n]["flip_stopped"] for n in handed} == {n: "stopped" for n in handed}
+    assert {(n.release, n.intake) for n in lab.status().nodes} == {("7.1.0", "open")}
+    still_running = (
+        "pid=$(cat /var/lib/smars/flip/pid); cat /var/lib/smars/flip/decision; "
+        "grep -qs flip-start /proc/$pid/cmdline && echo running || echo ended"
+    )
+    for node in handed:
+        code, out = lab.engine.exec(
+            lab.engine.get(lab.settings.container(node)),
+            ["sh", "-c", still_running],
+            user=lab.settings.deploy_user,
+        )
+        assert (code, out.split()) == (0, ["stop", "ended"]), node
 
 
 @pytest.mark.parametrize("phase", ["preflight", "stage", "flip"])
