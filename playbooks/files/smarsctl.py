@@ -45,9 +45,6 @@ MAX_ARTIFACT_BYTES = int(os.environ.get("SMARS_MAX_ARTIFACT_BYTES", str(64 * 2**
 #: result here, in the node's state, for flip-wait and for a rescue that must stop it.
 FLIP_DIR = Path(os.environ.get("SMARS_FLIP_DIR", str(PENDING.parent / "flip")))
 FLIP_PID, FLIP_DECISION, FLIP_RESULT = "pid", "decision", "result.json"
-#: How long a rescue waits for a flip that had already decided to switch: its switch and its
-#: wait for the fleet are bounded by the deploy's switch timeout (15 s) each.
-FLIP_STOP_WAIT_S = 40.0
 #: A release's version, and so its folder's name (and the pending marker's content).
 VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 TREE = re.compile(r"[0-9a-f]{64}")
@@ -138,7 +135,10 @@ def admin(method: str, path: str, timeout: float = 2.0) -> tuple[int, dict]:
         raise Failed(f"admin API {path}: {getattr(e, 'reason', e)}") from None
 
 
-def post(path: str, timeout: float = 2.0) -> dict:
+def post(path: str, timeout: float = 10.0) -> dict:
+    """POST to the node's own router. The bound is generous: a router answers in milliseconds,
+    but on a machine whose cores a whole fleet shares, one busy starting up (a 32-node lab
+    switching at once) was measured taking over 2 s."""
     status, body = admin("POST", path, timeout)
     if status != 200:
         raise Failed(f"POST {path} answered {status}: {body}")
@@ -707,9 +707,10 @@ def _background_alive() -> bool:
     return _background_pid() is not None
 
 
-def _stop_background(wait_s: float = FLIP_STOP_WAIT_S) -> str | None:
+def _stop_background(wait_s: float = 30.0) -> str | None:
     """Make sure no flip handed to this node switches it from now on: decide `stop`, or, when
-    the flip already decided to go, wait (at most `wait_s`) for it to end, so that what follows
+    the flip already decided to go, wait (at most `wait_s`: its switch and its wait for the
+    fleet are bounded by the switch timeout each) for it to end, so that what follows
     (the rescue puts the node back) comes after its switch, never during it. Returns what was
     found: None (nothing running), "stopped" or "finished"."""
     pid = _background_pid()
@@ -787,7 +788,7 @@ def cmd_restore(version: str, tree: str, timeout: str = "15", epoch: str = "0") 
     nothing flips this node after its rescue."""
     if version:
         _check(version, tree)
-    stopped = _stop_background()
+    stopped = _stop_background(2 * float(timeout))
     result = {"release": current_release()}
     if version and (current_release() != version or identity()["tree"] != tree):
         result = cmd_switch(version, tree, timeout)

@@ -200,7 +200,9 @@ def _iso(ts: str | None) -> float | None:
 def _timings(run: PlaybookResult) -> dict[str, float | None]:
     """Flip skew (first to last node running the new code) and the longest intake pause."""
     flips = run.outputs.get("flip", {})
-    started = [_iso(o.get("started_at")) for o in flips.values()]
+    # Only the nodes that switched: one already on the release (a rollback of a fleet already
+    # back) started whenever it did, which says nothing of this flip.
+    started = [_iso(o.get("started_at")) for o in flips.values() if o.get("switched")]
     started = [s for s in started if s is not None]
     # The flip opens the intake itself once the fleet runs the new tree (resumed_at).
     pauses = [

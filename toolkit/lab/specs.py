@@ -53,6 +53,9 @@ CLIENT_RESOURCES = Resources(memory=1024 * _MIB, pids=256)
 ARTIFACTS_RESOURCES = Resources(memory=128 * _MIB, pids=64)
 
 #: What a container was created from (see `spec_digest`): `lab up` recreates one that differs.
+#: The router's commit-confirmed window (its `switch_confirm_s`) up to that many nodes.
+CONFIRM_S = 10
+
 SPEC_LABEL = "knight.spec"
 #: On the venue container: the lab secret every token derives from (toolkit/lab/tokens.py).
 #: A label, not an environment variable: no process inside any container can read it.
@@ -128,7 +131,12 @@ def router_spec(
     its own admin token, and the lab's hello token for the venue. Its release trees are a volume
     of its own (a mount point the router cannot swap for another folder)."""
     s = settings
-    config = {"node": node, "venue": f"venue:{s.venue_port}"}
+    config: dict[str, Any] = {"node": node, "venue": f"venue:{s.venue_port}"}
+    if s.nodes > CONFIRM_S:
+        # The lab's nodes share the machine's cores: a larger fleet takes longer to switch as
+        # a whole, and a node must not undo its switch while the deploy still waits for the
+        # others (the playbook allows a second per node too).
+        config["switch_confirm_s"] = float(s.nodes)
     return ContainerSpec(
         name=s.container(node),
         hostname=node,
