@@ -944,7 +944,7 @@ def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
 )
 @click.option(
     "--only",
-    type=click.Choice(["lab", "deploy", "guards", "chaos"]),
+    type=click.Choice(["lab", "deploy", "guards", "chaos", "scale"]),
     multiple=True,
     help="Measure only these parts (default: all).",
 )
@@ -957,7 +957,7 @@ def bench(json_path: Path | None, only: tuple[str, ...], check: bool) -> None:
     path = json_path or lab_.settings.reports / "bench.json"
     with _progress("benchmarking") as say:
         figures = run_bench(
-            lab_, path, progress=say, parts=only or ("lab", "deploy", "guards", "chaos")
+            lab_, path, progress=say, parts=only or ("lab", "deploy", "guards", "chaos", "scale")
         )
     table = Table("figure", "value", "goal")
     for name, entry in figures.items():

@@ -191,6 +191,28 @@ class Engine:
         stats = self.client.api.stats(container.id, stream=False, one_shot=True)
         return stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
 
+    #: Sums the resident memory of every process of a container (its /proc, read inside it).
+    _RSS = (
+        "import os\n"
+        "total = 0\n"
+        "for pid in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    if pid == str(os.getpid()):\n"
+        "        continue\n"
+        "    try:\n"
+        "        lines = open(f'/proc/{pid}/status').read().splitlines()\n"
+        "    except OSError:\n"
+        "        continue\n"
+        "    total += sum(int(x.split()[1]) for x in lines if x.startswith('VmRSS:'))\n"
+        "print(total * 1024)\n"
+    )
+
+    def rss_bytes(self, container: Container) -> int:
+        """Resident memory of the container's processes, summed (the one measuring excluded)."""
+        code, out = self.exec(container, ["python3", "-c", self._RSS])
+        if code != 0 or not out.strip().isdigit():
+            raise LabError(f"{container.name}: could not read its processes' memory: {out[-200:]}")
+        return int(out.strip())
+
     @staticmethod
     def env_of(container: Container) -> dict[str, str]:
         pairs = (p.split("=", 1) for p in container.attrs["Config"].get("Env") or [])

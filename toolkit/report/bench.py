@@ -13,13 +13,13 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from toolkit.deploy.ansible import run_playbook
-from toolkit.deploy.operations import deploy, playbook_vars
+from toolkit.deploy.operations import deploy, playbook_vars, rollback
 from toolkit.errors import KnightError
 from toolkit.experiments.loader import load_experiment
 from toolkit.experiments.run import run_experiment
@@ -28,6 +28,7 @@ from toolkit.guards.sets import GuardSet
 from toolkit.lab.lab import Lab
 from toolkit.lab.load import LoadSpec, run_echo, run_load
 from toolkit.monitor import watch
+from toolkit.settings import default_forks
 
 __all__ = ["GOALS", "run_bench"]
 
@@ -46,6 +47,9 @@ GOALS = {
     "detect_s": "<= 0.5",
     "kill_s": "<= 1.0",
     "chaos_total_s": "<= 180",
+    "deploy_scaling_32_to_8": "<= 2.5",
+    "flip_skew_ms_32": "<= 250",
+    "interleaved_orders_32": "== 0",
 }
 
 ROUNDS = 3
@@ -177,15 +181,16 @@ def _deploy_rounds(lab: Lab, say: Progress, target: str) -> dict[str, Any]:
     return figures
 
 
-def _deploy_under_load(lab: Lab, say: Progress, target: str) -> dict[str, Any]:
-    """A guarded deploy while orders flow: executions by the old release after the first by the
-    new (interleaved orders), the flip's skew and intake pause, and orders lost."""
+def _deploy_under_load(lab: Lab, say: Progress, target: str, load_s: int = 12) -> dict[str, Any]:
+    """A guarded deploy while orders flow (`load_s` seconds of them): executions by the old
+    release after the first by the new (interleaved orders: null when no order met both
+    releases), the flip's skew and intake pause, and orders lost."""
     figures: dict[str, Any] = {}
     lab.reset()
     account: dict[str, Any] = {}
     load = threading.Thread(
         target=lambda: account.setdefault(
-            "load", run_load(lab, LoadSpec(rate=400, duration_s=12, drain_s=8))
+            "load", run_load(lab, LoadSpec(rate=400, duration_s=load_s, drain_s=8))
         )
     )
     load.start()
@@ -194,7 +199,9 @@ def _deploy_under_load(lab: Lab, say: Progress, target: str) -> dict[str, Any]:
     load.join()
     releases = [e["release"] for e in lab.executions()]
     first_new = releases.index(target) if target in releases else len(releases)
-    figures["interleaved_orders"] = sum(r != target for r in releases[first_new:])
+    figures["interleaved_orders"] = (
+        sum(r != target for r in releases[first_new:]) if first_new < len(releases) else None
+    )
     figures["deploy_under_load_status"] = loaded.status
     figures["flip_skew_ms_under_load"] = loaded.timings.get("flip_skew_ms")
     figures["intake_pause_ms_under_load"] = loaded.timings.get("intake_pause_ms")
@@ -204,6 +211,88 @@ def _deploy_under_load(lab: Lab, say: Progress, target: str) -> dict[str, Any]:
     )
     lab.reset()
     return figures
+
+
+#: The fleet sizes the scale part compares (the largest the lab allows, against the default).
+SCALE_SIZES = (8, 32)
+
+
+def _sized(lab: Lab, nodes: int) -> Lab:
+    """The same lab (name, engine) with `nodes` nodes and the forks that size gets by default."""
+    return Lab(replace(lab.settings, nodes=nodes, forks=default_forks(nodes)), engine=lab.engine)
+
+
+def _guarded_rounds(lab: Lab, say: Progress, target: str) -> dict[str, Any]:
+    """DEPLOY_ROUNDS guarded deploys of `target` on `lab` from its baseline: medians, and the
+    worst flip skew; then one under load (interleaved orders) and the rollback after it."""
+    n = lab.settings.nodes
+    durations, skews, pauses, failed = [], [], [], []
+    for i in range(DEPLOY_ROUNDS):
+        lab.reset()
+        run = deploy(lab, target, guards=GuardSet.of(DEFAULT_GUARDS))
+        say(f"{n} nodes, deploy {i + 1}/{DEPLOY_ROUNDS}: {run.status} in {run.duration_s}s, "
+            f"skew {run.timings.get('flip_skew_ms')} ms ({run.error or 'no error'})")  # fmt: skip
+        if run.status != "deployed":
+            failed.append(f"{run.status}: {run.error}")  # reported, not hidden in a median
+            continue
+        durations.append(run.duration_s)
+        skews.append(run.timings["flip_skew_ms"])
+        pauses.append(run.timings["intake_pause_ms"])
+    if not durations:
+        raise KnightError(f"bench: no guarded deploy on {n} nodes succeeded: {failed}")
+    # The fleet is on `target`: rolled back, every node must read back on the baseline.
+    back = rollback(lab)
+    uniform = back.status == "deployed" and all(
+        v["after"] == lab.catalog.baseline for v in back.nodes.values()
+    )
+    say(f"{n} nodes, rollback: {back.status} in {back.duration_s}s")
+    # The load lasts past the deploy's measured time, so the flip happens under it.
+    loaded = _deploy_under_load(lab, say, target, load_s=round(max(durations) * 1.5) + 6)
+    return {
+        f"deploy_guarded_{n}_s": _median(durations),
+        f"flip_skew_ms_{n}": _median(skews),
+        f"flip_skew_ms_max_{n}": max(skews),
+        f"intake_pause_ms_{n}": _median(pauses),
+        f"interleaved_orders_{n}": loaded["interleaved_orders"],
+        f"deploy_under_load_status_{n}": loaded["deploy_under_load_status"],
+        f"rollback_reads_back_{n}": uniform,
+        f"deploy_failures_{n}": failed,
+    }
+
+
+def scale_figures(lab: Lab, say: Progress, target: str = "8.0.0") -> dict[str, Any]:
+    """The guarded deploy at 8 and at 32 nodes in one run (their ratio), the 32-node lab's
+    start, and one node's memory at rest. The lab is left as it was found: its own size, up."""
+    small, large = (_sized(lab, n) for n in SCALE_SIZES)
+    figures: dict[str, Any] = {}
+    small.down()
+    small.up()
+    figures |= _guarded_rounds(small, say, target)
+    small.down()
+    started = time.monotonic()
+    large.up(timeout=180)
+    figures["lab_up_32_s"] = round(time.monotonic() - started, 2)
+    say(f"32-node lab up in {figures['lab_up_32_s']}s")
+    figures |= _guarded_rounds(large, say, target)
+    figures["node_rss_mb"] = _node_rss_mb(large)
+    large.down()
+    lab.up()
+    figures["deploy_scaling_32_to_8"] = round(
+        figures["deploy_guarded_32_s"] / figures["deploy_guarded_8_s"], 3
+    )
+    say(f"scaling 32/8: {figures['deploy_scaling_32_to_8']}, a node {figures['node_rss_mb']} MB")
+    return figures
+
+
+def _node_rss_mb(lab: Lab) -> float:
+    """One node's resident memory at rest (its router and routerd, and sshd where it runs one),
+    the median over the fleet, once the standbys a deploy leaves have expired (a fresh reset)."""
+    lab.reset()
+    sizes = [
+        lab.engine.rss_bytes(lab.engine.get(lab.settings.container(n)))
+        for n in lab.settings.node_names
+    ]
+    return round(statistics.median(sizes) / 2**20, 1)
 
 
 def guard_figures(lab: Lab, say: Progress, node: str = "smars-4") -> dict[str, Any]:
@@ -264,7 +353,7 @@ def run_bench(
     lab: Lab,
     path: Path,
     progress: Progress | None = None,
-    parts: tuple[str, ...] = ("lab", "deploy", "guards", "chaos"),
+    parts: tuple[str, ...] = ("lab", "deploy", "guards", "chaos", "scale"),
 ) -> dict[str, Any]:
     """Measure, merge into `path`, and return {figure: {value, goal}}."""
     say = progress or (lambda _m: None)
@@ -277,6 +366,8 @@ def run_bench(
         figures |= guard_figures(lab, say)
     if "chaos" in parts:
         figures |= chaos_figures(lab, say)
+    if "scale" in parts:
+        figures |= scale_figures(lab, say)
     doc: dict[str, Any] = {}
     if path.exists():
         try:
