@@ -199,33 +199,49 @@ def switch_twice_under_load(
     prefix: str,
     before_switch: Callable[[str], Any] = lambda _release: None,
 ) -> list[dict[str, Any]]:
-    """The real load generator at 300 orders/s for 4 s while the router switches to 8.0.1 and
-    back to 7.1.0 (`before_switch(release)` runs before each); asserts that every order ended
-    filled, any refused for retry during a switch having been sent again, and returns the
-    `started` event of each new process."""
+    """The real load generator at 300 orders/s while the router switches to 8.0.1 and back to
+    7.1.0 (`before_switch(release)` runs before each), with a hundred orders sent before each
+    switch and after the last, however slow the machine; asserts that every order ended filled,
+    any refused for retry during a switch having been sent again, and returns the `started`
+    event of each new process."""
     from market.loadgen import Config, LoadGen, invariant_holds
 
     cfg = Config(
-        targets=[f"127.0.0.1:{router.order_port}"], rate=300, duration=4.0, drain=15, prefix=prefix
+        targets=[f"127.0.0.1:{router.order_port}"], rate=300, duration=120, drain=15, prefix=prefix
     )
+    gen = LoadGen(cfg)
+    loops: list[asyncio.AbstractEventLoop] = []
     out: dict[str, Any] = {}
-    runner = threading.Thread(target=lambda: out.update(asyncio.run(LoadGen(cfg).run())))
+
+    async def load() -> dict[str, Any]:
+        loops.append(asyncio.get_running_loop())
+        return await gen.run()
+
+    def sent_past(mark: int) -> int:
+        wait_for(lambda: gen.sent >= mark + 100, what=f"{mark + 100} orders sent", timeout=30)
+        return gen.sent
+
+    runner = threading.Thread(target=lambda: out.update(asyncio.run(load())))
     runner.start()
     started = []
     try:
+        mark = 0
         for release in ("8.0.1", "7.1.0"):
-            time.sleep(0.7)
+            mark = sent_past(mark)
             before_switch(release)
             since = len(router.events)
             point(router.current, releases[release])
-            router.signal(signal.SIGUSR2)
+            router.signal_router(signal.SIGUSR2)
             started.append(router.wait_event("started", since=since, release=release))
+        sent_past(gen.sent)
     finally:
+        wait_for(lambda: bool(loops), what="the load generator's loop")
+        loops[0].call_soon_threadsafe(gen.end_sending)
         runner.join(30)
     assert not runner.is_alive()
     assert invariant_holds(out)
     assert out["unanswered"] == 0
-    assert out["sent"] == out["filled"] > 600
+    assert out["sent"] == out["filled"] >= 300
     assert out["per_target"][cfg.targets[0]]["connects"] == 3  # one reconnect per switch
     return started
 
@@ -360,6 +376,11 @@ class Router:
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
+
+    def signal_router(self, sig: signal.Signals) -> None:
+        """Signal the router its pid file names, as the node agent does: under routerd, right
+        after a hand-over, routerd's own child is still the old router on its way out."""
+        os.kill(int((self.home / "router.pid").read_text()), sig)
 
     def stop(self) -> int:
         assert self.proc is not None

@@ -312,10 +312,9 @@ def test_a_long_poll_waits_off_the_loop_and_counts_as_active(admin: Harness, act
     while admin.server.active != 1:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    started = time.monotonic()
+    # Answered while the poll still waits (it cannot end before `released`): off the loop.
     for _ in range(5):
         assert request(admin.port, "GET", "/health")[0] == 200
-    assert time.monotonic() - started < 1
     assert poll.is_alive()
     actions.released.set()
     poll.join(5)

@@ -197,7 +197,7 @@ def test_a_hanging_node_does_not_hold_up_the_others():
         took = time.monotonic() - started
         monitor.poll()
         view = monitor.fleet.nodes
-        assert took < 0.4
+        assert took < 5  # not held up by the one that hangs (10 s)
         assert view["smars-1"].up and view["smars-3"].up
         assert len(view["smars-1"].samples) == len(view["smars-3"].samples) == 2
         assert not view["smars-2"].up
