@@ -183,8 +183,11 @@ def run_playbook(
     extravars: dict[str, Any],
     limit: str | None = None,
     on_event: Callable[[TaskEvent], None] | None = None,
+    inventory: Path | None = None,
+    envvars: dict[str, str] | None = None,
 ) -> PlaybookResult:
-    """Run one playbook of `playbooks/` against the lab's inventory and wait for it."""
+    """Run one playbook of `playbooks/` against `inventory` (default: the docker lab's) and wait
+    for it; `envvars` are added to Ansible's environment."""
     project = settings.playbooks
     if not (project / playbook).is_file():
         raise KnightError(f"no playbook {playbook} in {project}")
@@ -195,7 +198,7 @@ def run_playbook(
     )
     result = PlaybookResult(playbook, -1, "unknown", {}, 0.0, private / "artifacts" / ident)
     events = _Events(result, on_event)
-    inventory = inventory_path(settings)
+    inventory = inventory or inventory_path(settings)
     log.debug(
         "ansible-playbook %s: inventory %s, limit %s, vars %s",
         playbook,
@@ -221,7 +224,7 @@ def run_playbook(
             quiet=True,
             event_handler=events.handler,
             rotate_artifacts=KEEP_RUNS,
-            envvars={"ANSIBLE_CONFIG": str(project / "ansible.cfg")},
+            envvars={**(envvars or {}), "ANSIBLE_CONFIG": str(project / "ansible.cfg")},
             settings={"suppress_ansible_output": True},
         )
     finally:
