@@ -191,12 +191,7 @@ def run_playbook(
     project = settings.playbooks
     if not (project / playbook).is_file():
         raise KnightError(f"no playbook {playbook} in {project}")
-    private = settings.reports / "runs"
-    private.mkdir(parents=True, exist_ok=True)
-    ident = (
-        f"{time.strftime('%Y%m%dT%H%M%S')}-{playbook.removesuffix('.yml')}-{uuid.uuid4().hex[:6]}"
-    )
-    result = PlaybookResult(playbook, -1, "unknown", {}, 0.0, private / "artifacts" / ident)
+    private, ident, result = _new_run(settings, playbook)
     events = _Events(result, on_event)
     inventory = inventory or inventory_path(settings)
     log.debug(
@@ -226,6 +221,10 @@ def run_playbook(
             rotate_artifacts=KEEP_RUNS,
             envvars={**(envvars or {}), "ANSIBLE_CONFIG": str(project / "ansible.cfg")},
             settings={"suppress_ansible_output": True},
+            # Left to itself, ansible-runner writes the first run's environment and variables
+            # into env/ and lets them win over every later run's: a deploy would then use
+            # another fleet's ssh connections (ControlPath) and an earlier run's variables.
+            suppress_env_files=True,
         )
     finally:
         restore()
@@ -235,6 +234,20 @@ def run_playbook(
         log.debug("%s: cancelled by an interrupt", playbook)
         raise KeyboardInterrupt
     return _finish(result, runner, time.monotonic() - started)
+
+
+def _new_run(settings: Settings, playbook: str) -> tuple[Path, str, PlaybookResult]:
+    """A run's private folder (reports/runs), its ident, and its result, still empty."""
+    private = settings.reports / "runs"
+    private.mkdir(parents=True, exist_ok=True)
+    ident = (
+        f"{time.strftime('%Y%m%dT%H%M%S')}-{playbook.removesuffix('.yml')}-{uuid.uuid4().hex[:6]}"
+    )
+    return (
+        private,
+        ident,
+        PlaybookResult(playbook, -1, "unknown", {}, 0.0, private / "artifacts" / ident),
+    )
 
 
 def _finish(result: PlaybookResult, runner: Any, duration_s: float) -> PlaybookResult:
