@@ -1023,7 +1023,7 @@ def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
 )
 @click.option(
     "--only",
-    type=click.Choice(["lab", "deploy", "guards", "chaos"]),
+    type=click.Choice(["lab", "deploy", "ssh", "guards", "chaos"]),
     multiple=True,
     help="Measure only these parts (default: all).",
 )
@@ -1036,7 +1036,7 @@ def bench(json_path: Path | None, only: tuple[str, ...], check: bool) -> None:
     path = json_path or lab_.settings.reports / "bench.json"
     with _progress("benchmarking") as say:
         figures = run_bench(
-            lab_, path, progress=say, parts=only or ("lab", "deploy", "guards", "chaos")
+            lab_, path, progress=say, parts=only or ("lab", "deploy", "ssh", "guards", "chaos")
         )
     table = Table("figure", "value", "goal")
     for name, entry in figures.items():

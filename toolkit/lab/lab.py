@@ -13,6 +13,7 @@ node published on 127.0.0.1, with the lab's own keys (toolkit/lab/ssh.py).
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -257,8 +258,8 @@ class Lab(BaselinePrimitives):
         with self.exclusive("lab down"):
             self._tokens = None
             removed = self.engine.remove_lab()
-            # Its keys go with it: a new lab, new keys.
-            self.ssh_keys.remove()
+            # Its own files go with it (keys, known_hosts, inventory): a new lab, new keys.
+            shutil.rmtree(self.settings.state, ignore_errors=True)
             return removed
 
     # -- status ----------------------------------------------------------------------------

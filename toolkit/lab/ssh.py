@@ -9,7 +9,6 @@ node by the address the host reaches it at (`[127.0.0.1]:PORT`, its published ss
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,9 +99,6 @@ class SshKeys:
         ]
         self.known_hosts.write_text("\n".join(lines) + "\n")
         return self.known_hosts
-
-    def remove(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def node_ssh_files(keys: SshKeys, node: str, deploy_uid: int) -> list[FileEntry]:

@@ -13,7 +13,7 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ GOALS = {
     "detect_s": "<= 0.5",
     "kill_s": "<= 1.0",
     "chaos_total_s": "<= 180",
+    "deploy_ssh_to_docker_ratio": "<= 1.3",
 }
 
 ROUNDS = 3
@@ -260,11 +261,42 @@ def chaos_figures(lab: Lab, say: Progress) -> dict[str, Any]:
     return {"chaos_total_s": round(time.monotonic() - started, 1), "chaos_expectations_met": met}
 
 
+def ssh_figures(lab: Lab, say: Progress, target: str = "8.0.0") -> dict[str, Any]:
+    """The guarded deploy of the fleet over ssh beside the same over `docker exec`: a second lab
+    of the ssh transport (the lab's name + "-ssh") beside this one, the two deploys interleaved
+    DEPLOY_ROUNDS times (a slow spell of the machine hits both alike); medians."""
+    ssh_lab = Lab(replace(lab.settings, lab=f"{lab.settings.lab}-ssh", transport="ssh"))
+    say(f"ssh lab {ssh_lab.settings.lab} up")
+    ssh_lab.up()
+    runs: dict[str, list[float]] = {"docker": [], "ssh": []}
+    try:
+        for i in range(DEPLOY_ROUNDS):
+            for kind, each in (("docker", lab), ("ssh", ssh_lab)):
+                each.reset()
+                result = deploy(each, target, guards=GuardSet.of(DEFAULT_GUARDS))
+                if result.status != "deployed":
+                    raise KnightError(
+                        f"bench: guarded deploy over {kind} {result.status}: {result.error}"
+                    )
+                runs[kind].append(result.duration_s)
+            say(
+                f"deploys {i + 1}/{DEPLOY_ROUNDS}: docker {runs['docker'][-1]}s, ssh {runs['ssh'][-1]}s"
+            )
+    finally:
+        ssh_lab.down()
+        lab.reset()
+    figures = {f"deploy_{kind}_guarded_s": _median(times) for kind, times in runs.items()}
+    figures["deploy_ssh_to_docker_ratio"] = round(
+        figures["deploy_ssh_guarded_s"] / figures["deploy_docker_guarded_s"], 3
+    )
+    return figures
+
+
 def run_bench(
     lab: Lab,
     path: Path,
     progress: Progress | None = None,
-    parts: tuple[str, ...] = ("lab", "deploy", "guards", "chaos"),
+    parts: tuple[str, ...] = ("lab", "deploy", "ssh", "guards", "chaos"),
 ) -> dict[str, Any]:
     """Measure, merge into `path`, and return {figure: {value, goal}}."""
     say = progress or (lambda _m: None)
@@ -273,6 +305,8 @@ def run_bench(
         figures |= lab_figures(lab, say)
     if "deploy" in parts:
         figures |= deploy_figures(lab, say)
+    if "ssh" in parts:
+        figures |= ssh_figures(lab, say)
     if "guards" in parts:
         figures |= guard_figures(lab, say)
     if "chaos" in parts:
