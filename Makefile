@@ -13,7 +13,7 @@ TEST_LAB ?= knight-test
 
 .PHONY: promtool
 .PHONY: chaos-skipped-node chaos-reused-flag chaos-rollback chaos knightmare matrix report
-.PHONY: help setup image releases lab lab-down status load deploy rollback verify faults bench test test-unit test-integration lint format clean demo
+.PHONY: help setup image releases lab lab-down status load deploy rollback verify faults bench test test-unit test-integration lint format clean demo staging staging-down
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -45,14 +45,31 @@ load: lab ## Send five seconds of parent orders to every node
 	$(KNIGHT) load --rate 400 --duration 5
 
 VERSION ?= 8.0.0
-deploy: lab ## Deploy VERSION (default 8.0.0) to every node, all or none
-	$(KNIGHT) deploy $(VERSION)
+# INVENTORY=path: deploy, roll back and verify the fleet an Ansible inventory declares (a staging
+# fleet, or the one `make staging` writes) instead of the lab; nothing of the lab is needed then.
+INVENTORY ?=
+FLEET = $(if $(INVENTORY),--inventory $(INVENTORY))
+FLEET_NEEDS = $(if $(INVENTORY),$(STAMP),lab)
 
-rollback: lab ## Put every node back on the baseline release
-	$(KNIGHT) rollback
+deploy: $(FLEET_NEEDS) ## Deploy VERSION (default 8.0.0) to every node, all or none (INVENTORY=... for a fleet)
+	$(KNIGHT) deploy $(VERSION) $(FLEET)
 
-verify: lab ## Run the testinfra suite (tests/infra) on every node of the lab
-	$(KNIGHT) verify
+rollback: $(FLEET_NEEDS) ## Put every node back on the baseline release (INVENTORY=... for a fleet)
+	$(KNIGHT) rollback $(FLEET)
+
+verify: $(FLEET_NEEDS) ## Run the testinfra suite (tests/infra) on every node (INVENTORY=... for a fleet)
+	$(KNIGHT) verify $(FLEET)
+
+# The staging lab: a lab of its own, reached over ssh as a staging fleet is, and its inventory.
+STAGING_LAB ?= $(or $(KNIGHT_LAB),knight)-staging
+STAGING_INVENTORY ?= $(CURDIR)/.knight/$(STAGING_LAB)/inventory.yml
+staging: image ## The ssh lab (STAGING_LAB, sshd in every node) and its inventory: then make deploy INVENTORY=...
+	KNIGHT_LAB=$(STAGING_LAB) $(KNIGHT) lab up --transport ssh
+	KNIGHT_LAB=$(STAGING_LAB) $(KNIGHT) lab inventory --out $(STAGING_INVENTORY)
+	@echo "make deploy INVENTORY=$(STAGING_INVENTORY)"
+
+staging-down: $(STAMP) ## Remove the staging lab and its keys
+	KNIGHT_LAB=$(STAGING_LAB) $(KNIGHT) lab down
 
 FAULTS ?= 100
 SEED ?= 2012
@@ -125,4 +142,6 @@ demo: lab ## From nothing: image, lab, the three experiments both ways, the repo
 clean: ## Remove the labs, build output and the venv
 	-[ -x $(KNIGHT) ] && $(KNIGHT) lab down
 	-[ -x $(KNIGHT) ] && KNIGHT_LAB=$(TEST_LAB) $(KNIGHT) lab down
-	rm -rf dist reports .test-reports .pytest_cache .ruff_cache $(VENV)
+	-[ -x $(KNIGHT) ] && KNIGHT_LAB=$(TEST_LAB)-ssh $(KNIGHT) lab down
+	-[ -x $(KNIGHT) ] && KNIGHT_LAB=$(STAGING_LAB) $(KNIGHT) lab down
+	rm -rf dist reports .test-reports .pytest_cache .ruff_cache .knight $(VENV)

@@ -111,10 +111,37 @@ def main(verbose: int) -> None:
     _show_logs(verbose)
 
 
-def _lab():
-    from .lab.lab import Lab
+def _lab(transport: str | None = None):
+    from dataclasses import replace
 
-    return Lab()
+    from .lab.lab import Lab
+    from .settings import load_settings
+
+    settings = load_settings()
+    return Lab(replace(settings, transport=transport) if transport else settings)
+
+
+def _inventory_option(f: Callable) -> Callable:
+    return click.option(
+        "--inventory",
+        "inventory",
+        type=click.Path(path_type=Path),
+        envvar="KNIGHT_INVENTORY",
+        metavar="PATH",
+        help="Reach the fleet this Ansible inventory declares (a YAML file, or a folder with "
+        "hosts.yml) instead of the lab's (default: KNIGHT_INVENTORY).",
+    )(f)
+
+
+def _fleet(inventory: Path | None):
+    """The fleet a command reaches: the one an inventory declares (checked whole first: a
+    missing host or variable is exit 2, nothing ran), else the lab's own."""
+    if inventory is None:
+        return _lab()
+    from .deploy.fleet import Fleet
+    from .settings import load_settings
+
+    return Fleet.from_inventory(inventory, load_settings())
 
 
 def _guards_option(f: Callable) -> Callable:
@@ -218,10 +245,16 @@ def lab() -> None:
 
 
 @lab.command("up")
+@click.option(
+    "--transport",
+    type=click.Choice(["docker", "ssh"]),
+    help="How the nodes are reached: docker exec, or ssh with sshd in every node (default: "
+    "KNIGHT_TRANSPORT, else as the lab runs, else docker).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def lab_up(as_json: bool) -> None:
+def lab_up(transport: str | None, as_json: bool) -> None:
     """Create and start whatever is missing (idempotent) and wait until every node is healthy."""
-    lab_ = _lab()
+    lab_ = _lab(transport)
     started = time.monotonic()
     with _progress("bringing the lab up", quiet=as_json) as say:
         status = lab_.up(progress=say)
@@ -244,16 +277,46 @@ def lab_down(as_json: bool) -> None:
 
 
 @lab.command("status")
+@_inventory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def lab_status(as_json: bool) -> None:
-    """Each node's release, tree hash, flags, health and trading state."""
-    status = _lab().status()
+def lab_status(inventory: Path | None, as_json: bool) -> None:
+    """Each node's release, tree hash, flags, health and trading state (with --inventory, read
+    from each node's admin API at knight_admin_url, else smars_admin_url)."""
+    status = _fleet(inventory).status()
     if as_json:
         _emit_json(status.to_json())
     else:
         _print_status(status)
     if not status.up:
         sys.exit(1)
+
+
+@lab.command("inventory")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write it to this file (default: print it).",
+)
+def lab_inventory(out_path: Path | None) -> None:
+    """The Ansible inventory of a lab of the ssh transport, in the shape of
+    playbooks/inventories/staging.example: ssh to 127.0.0.1 at each node's port, the lab's
+    deploy key, host keys pinned in its known_hosts."""
+    from .deploy.inventory import render_lab
+
+    lab_ = _lab()
+    if lab_.transport != "ssh":
+        raise click.UsageError(
+            f"lab {lab_.settings.lab} runs the docker transport: its inventory is "
+            "playbooks/inventories/lab's; bring it up with `knight lab up --transport ssh`"
+        )
+    text = render_lab(lab_)
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(text)
+    out.print(f"inventory of lab {lab_.settings.lab} written to {out_path}", highlight=False)
 
 
 @lab.command("reset")
@@ -323,9 +386,8 @@ def _flag_text(name: str, flag: dict) -> str:
 
 
 def _print_status(status) -> None:
-    table = Table(
-        "node", "state", "release", "tree", "flags", "healthy", "trading", title=f"lab {status.lab}"
-    )
+    title = f"lab {status.lab}" if hasattr(status, "lab") else f"fleet {status.inventory}"
+    table = Table("node", "state", "release", "tree", "flags", "healthy", "trading", title=title)
     for n in status.nodes:
         flags = ", ".join(_flag_text(k, v) for k, v in sorted(n.flags.items()))
         table.add_row(
@@ -338,6 +400,8 @@ def _print_status(status) -> None:
             n.trading or "-",
         )
     out.print(table)
+    if not hasattr(status, "venue"):  # a fleet of an inventory: no venue of knight's
+        return
     v = status.venue
     out.print(
         f"venue: {v.get('state')}, {'healthy' if v.get('healthy') else 'unhealthy'}, "
@@ -474,9 +538,15 @@ def _finish(result, as_json: bool) -> None:
     "--unsafe", is_flag=True, help="The 2012 way: host by host, no barrier, no verification."
 )
 @_guards_option
+@_inventory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def deploy_cmd(
-    version: str, skip: tuple[str, ...], unsafe: bool, guards_text: str | None, as_json: bool
+    version: str,
+    skip: tuple[str, ...],
+    unsafe: bool,
+    guards_text: str | None,
+    inventory: Path | None,
+    as_json: bool,
 ) -> None:
     """Deploy VERSION to every node, or to none (exit 0 only when every node runs VERSION).
 
@@ -491,10 +561,10 @@ def deploy_cmd(
     for node in skip:
         check_node_name(node)
     guards = _guards(guards_text, unsafe)
-    lab_ = _lab()
+    fleet = _fleet(inventory)
     with _progress(f"deploying {version}", quiet=as_json) as say:
         result = deploy(
-            lab_, version, skip=list(skip), on_event=_ansible_progress(say), guards=guards
+            fleet, version, skip=list(skip), on_event=_ansible_progress(say), guards=guards
         )
     _finish(result, as_json)
 
@@ -505,8 +575,11 @@ def deploy_cmd(
 )
 @click.option("--unsafe", is_flag=True, help="Host by host, no planner, no checks.")
 @_guards_option
+@_inventory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def rollback_cmd(to: str | None, unsafe: bool, guards_text: str | None, as_json: bool) -> None:
+def rollback_cmd(
+    to: str | None, unsafe: bool, guards_text: str | None, inventory: Path | None, as_json: bool
+) -> None:
     """Put every node back on an earlier release, all or none.
 
     The rollback guard plans it first: a rollback that would run code where an active flag
@@ -518,9 +591,9 @@ def rollback_cmd(to: str | None, unsafe: bool, guards_text: str | None, as_json:
     if to is not None:
         check_version(to)
     guards = _guards(guards_text, unsafe)
-    lab_ = _lab()
+    fleet = _fleet(inventory)
     with _progress("rolling back", quiet=as_json) as say:
-        result = rollback(lab_, to=to, on_event=_ansible_progress(say), guards=guards)
+        result = rollback(fleet, to=to, on_event=_ansible_progress(say), guards=guards)
     _finish(result, as_json)
 
 
@@ -537,6 +610,7 @@ def flags() -> None:
 )
 @click.option("--unsafe", is_flag=True, help="Set it as asked, without the flag registry's checks.")
 @_guards_option
+@_inventory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def flags_set(
     name: str,
@@ -544,6 +618,7 @@ def flags_set(
     meaning: str | None,
     unsafe: bool,
     guards_text: str | None,
+    inventory: Path | None,
     as_json: bool,
 ) -> None:
     """Set flag NAME on or off on every node.
@@ -557,10 +632,10 @@ def flags_set(
     if meaning is not None:
         check_meaning(meaning)
     guards = _guards(guards_text, unsafe)
-    lab_ = _lab()
+    fleet = _fleet(inventory)
     with _progress(f"flag {name} {value}", quiet=as_json) as say:
         result = flag(
-            lab_, name, value == "on", meaning, on_event=_ansible_progress(say), guards=guards
+            fleet, name, value == "on", meaning, on_event=_ansible_progress(say), guards=guards
         )
     _finish_fleet(result, as_json)
 
@@ -622,26 +697,29 @@ def _finish_fleet(result, as_json: bool) -> None:
     sys.exit(0 if result.status == "done" else 1)
 
 
-def _killswitch(kill: bool, as_json: bool) -> None:
+def _killswitch(kill: bool, inventory: Path | None, as_json: bool) -> None:
     from .deploy.operations import killswitch
 
+    fleet = _fleet(inventory)
     with _progress("kill switch" if kill else "resume trading", quiet=as_json) as say:
-        result = killswitch(_lab(), kill, on_event=_ansible_progress(say))
+        result = killswitch(fleet, kill, on_event=_ansible_progress(say))
     _finish_fleet(result, as_json)
 
 
 @main.command("kill")
+@_inventory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def kill_cmd(as_json: bool) -> None:
+def kill_cmd(inventory: Path | None, as_json: bool) -> None:
     """Kill switch: every node stops trading and cancels its working orders."""
-    _killswitch(True, as_json)
+    _killswitch(True, inventory, as_json)
 
 
 @main.command("resume")
+@_inventory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def resume_cmd(as_json: bool) -> None:
+def resume_cmd(inventory: Path | None, as_json: bool) -> None:
     """Lift the kill switch on every node."""
-    _killswitch(False, as_json)
+    _killswitch(False, inventory, as_json)
 
 
 @main.command("monitor")
@@ -869,8 +947,9 @@ def report_cmd(as_json: bool) -> None:
 @click.option(
     "--release", metavar="VERSION", help="Every node must run VERSION (default: only uniform)."
 )
+@_inventory_option
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
-def verify_cmd(release: str | None, pytest_args: tuple[str, ...]) -> None:
+def verify_cmd(release: str | None, inventory: Path | None, pytest_args: tuple[str, ...]) -> None:
     """Run the testinfra suite (tests/infra) on every node: release, tree hash, flags, ports,
     user, throughput floor, and one fleet-wide check that names each node that differs.
     The exit code is pytest's own (0 passed, 1 a test failed, 2 interrupted, 4 usage error, 5 no
@@ -880,7 +959,7 @@ def verify_cmd(release: str | None, pytest_args: tuple[str, ...]) -> None:
 
     if release is not None:
         check_version(release)
-    result = verify(_lab(), release, list(pytest_args))
+    result = verify(_fleet(inventory), release, list(pytest_args))
     # A pytest ended by a signal exits as a shell would report it: 128 + the signal.
     sys.exit(result.returncode if result.returncode >= 0 else 128 - result.returncode)
 
@@ -944,7 +1023,7 @@ def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
 )
 @click.option(
     "--only",
-    type=click.Choice(["lab", "deploy", "guards", "chaos", "scale"]),
+    type=click.Choice(["lab", "deploy", "ssh", "guards", "chaos", "scale"]),
     multiple=True,
     help="Measure only these parts (default: all).",
 )
@@ -957,7 +1036,7 @@ def bench(json_path: Path | None, only: tuple[str, ...], check: bool) -> None:
     path = json_path or lab_.settings.reports / "bench.json"
     with _progress("benchmarking") as say:
         figures = run_bench(
-            lab_, path, progress=say, parts=only or ("lab", "deploy", "guards", "chaos", "scale")
+            lab_, path, progress=say, parts=only or ("lab", "deploy", "ssh", "guards", "chaos", "scale")
         )
     table = Table("figure", "value", "goal")
     for name, entry in figures.items():

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["LABEL", "Settings", "default_forks", "load_settings", "node_key"]
+__all__ = ["LABEL", "TRANSPORTS", "Settings", "default_forks", "load_settings", "node_key"]
 
 #: Label carried by every container, network and volume of a lab; its value is the lab's name.
 LABEL = "knight.lab"
@@ -24,6 +24,8 @@ _PACKAGE_PARENT = Path(__file__).resolve().parent.parent
 # works where it is run from, and finds a checkout through KNIGHT_HOME.
 _ROOT = _PACKAGE_PARENT if (_PACKAGE_PARENT / "playbooks").is_dir() else Path.cwd()
 _LAB_NAME = re.compile(r"[a-z][a-z0-9-]{0,31}")
+#: How the host reaches a lab's nodes: `docker exec` (the default), or ssh to a port per node.
+TRANSPORTS = ("docker", "ssh")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ class Settings:
     admin_port: int = 8001
     venue_port: int = 9000
     venue_admin_port: int = 9100
+    #: How the lab's nodes are reached (TRANSPORTS); None: as the lab already runs, else docker.
+    transport: str | None = None
+    #: The port each node's sshd listens on inside its container (ssh transport); unprivileged,
+    #: so that sshd needs no capability to bind it.
+    ssh_port: int = 2222
 
     def checkout(self, *parts: str) -> Path:
         """A path of the knight checkout (router_image/, playbooks/, experiments/, flags.yaml):
@@ -107,6 +114,18 @@ class Settings:
         return Path(folder) / f"{self.lab}.lock"
 
     @property
+    def state(self) -> Path:
+        """The lab's own files on the host (its ssh keys, known_hosts, inventory): KNIGHT_STATE,
+        else .knight/ at the root; one folder per lab, removed with the lab."""
+        return Path(os.environ.get("KNIGHT_STATE") or self.root / ".knight") / self.lab
+
+    @property
+    def ssh_control_dir(self) -> Path:
+        """Where ssh keeps its ControlPersist sockets: a per-user folder in the temporary folder,
+        short enough for a socket's path (about 100 bytes at most)."""
+        return Path(tempfile.gettempdir()) / f"knight-ssh-{os.getuid()}"
+
+    @property
     def node_names(self) -> list[str]:
         return [f"smars-{i}" for i in range(1, self.nodes + 1)]
 
@@ -147,7 +166,11 @@ def load_settings() -> Settings:
             f"KNIGHT_LAB={lab!r}: use 1-32 of a-z, 0-9 and '-', starting with a letter"
         )
     nodes = _int_env("KNIGHT_NODES", 8, 1, 32)
+    transport = env.get("KNIGHT_TRANSPORT") or None
+    if transport is not None and transport not in TRANSPORTS:
+        raise ConfigError(f"KNIGHT_TRANSPORT={transport!r}: use one of {', '.join(TRANSPORTS)}")
     return Settings(
+        transport=transport,
         root=Path(env.get("KNIGHT_HOME", _ROOT)).resolve(),
         lab=lab,
         nodes=nodes,

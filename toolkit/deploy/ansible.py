@@ -183,19 +183,17 @@ def run_playbook(
     extravars: dict[str, Any],
     limit: str | None = None,
     on_event: Callable[[TaskEvent], None] | None = None,
+    inventory: Path | None = None,
+    envvars: dict[str, str] | None = None,
 ) -> PlaybookResult:
-    """Run one playbook of `playbooks/` against the lab's inventory and wait for it."""
+    """Run one playbook of `playbooks/` against `inventory` (default: the docker lab's) and wait
+    for it; `envvars` are added to Ansible's environment."""
     project = settings.playbooks
     if not (project / playbook).is_file():
         raise KnightError(f"no playbook {playbook} in {project}")
-    private = settings.reports / "runs"
-    private.mkdir(parents=True, exist_ok=True)
-    ident = (
-        f"{time.strftime('%Y%m%dT%H%M%S')}-{playbook.removesuffix('.yml')}-{uuid.uuid4().hex[:6]}"
-    )
-    result = PlaybookResult(playbook, -1, "unknown", {}, 0.0, private / "artifacts" / ident)
+    private, ident, result = _new_run(settings, playbook)
     events = _Events(result, on_event)
-    inventory = inventory_path(settings)
+    inventory = inventory or inventory_path(settings)
     log.debug(
         "ansible-playbook %s: inventory %s, limit %s, %d forks, vars %s",
         playbook,
@@ -224,8 +222,12 @@ def run_playbook(
             quiet=True,
             event_handler=events.handler,
             rotate_artifacts=KEEP_RUNS,
-            envvars={"ANSIBLE_CONFIG": str(project / "ansible.cfg")},
+            envvars={**(envvars or {}), "ANSIBLE_CONFIG": str(project / "ansible.cfg")},
             settings={"suppress_ansible_output": True},
+            # Left to itself, ansible-runner writes the first run's environment and variables
+            # into env/ and lets them win over every later run's: a deploy would then use
+            # another fleet's ssh connections (ControlPath) and an earlier run's variables.
+            suppress_env_files=True,
         )
     finally:
         restore()
@@ -235,6 +237,20 @@ def run_playbook(
         log.debug("%s: cancelled by an interrupt", playbook)
         raise KeyboardInterrupt
     return _finish(result, runner, time.monotonic() - started)
+
+
+def _new_run(settings: Settings, playbook: str) -> tuple[Path, str, PlaybookResult]:
+    """A run's private folder (reports/runs), its ident, and its result, still empty."""
+    private = settings.reports / "runs"
+    private.mkdir(parents=True, exist_ok=True)
+    ident = (
+        f"{time.strftime('%Y%m%dT%H%M%S')}-{playbook.removesuffix('.yml')}-{uuid.uuid4().hex[:6]}"
+    )
+    return (
+        private,
+        ident,
+        PlaybookResult(playbook, -1, "unknown", {}, 0.0, private / "artifacts" / ident),
+    )
 
 
 def _finish(result: PlaybookResult, runner: Any, duration_s: float) -> PlaybookResult:

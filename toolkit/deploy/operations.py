@@ -2,6 +2,8 @@
 
 Each call returns a plain result: what was asked, the status, every node's release before and
 after, and where the run's artifacts are. `--unsafe` is the 2012 way (manual_deploy.yml).
+Each takes a fleet (toolkit/deploy/fleet.py): a lab, whose own inventory is used, or any fleet
+an inventory declares.
 
 This module is also the gate of every value bound for a playbook: each call checks its
 arguments against a strict pattern before it touches the lab, and every variable handed to
@@ -27,7 +29,9 @@ from toolkit.lab.lab import Lab
 from toolkit.releases.catalog import FLAG_NAME, VERSION
 
 from .ansible import PlaybookResult, TaskEvent, run_playbook
+from .fleet import Fleet, as_fleet
 from .inventory import FLEET_GROUP
+from .patterns import EPOCH, HEX64, NODE_NAME, URL
 
 __all__ = [
     "DeployResult",
@@ -40,21 +44,13 @@ __all__ = [
     "flag",
     "killswitch",
     "rollback",
+    "unreachable_reason",
 ]
 
 # -- the patterns of what reaches a playbook ---------------------------------------------------
 #: A flag's declared meaning names the strategy it turns on: the shape of a flag name (the flag
 #: registry checks meanings the same way).
 MEANING = FLAG_NAME
-#: A node's inventory name: a host name. No `:`, `!`, `,`, `&` or `*`: an Ansible host pattern
-#: (the `--limit` that leaves skipped nodes out) cannot be widened through it.
-NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
-#: A tree hash or an artifact's SHA-256.
-HEX64 = re.compile(r"[0-9a-f]{64}")
-#: Where nodes download an artifact: http(s), a host, a port, a path of plain characters.
-URL = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/-]*)?")
-#: A fleet manifest's epoch: milliseconds since 1970.
-EPOCH = re.compile(r"[0-9]{1,19}")
 
 #: Every variable the toolkit hands a playbook: (what it is, its pattern, what a good one is).
 #: A variable without a rule is refused, so a new one cannot slip past the check.
@@ -124,17 +120,24 @@ def check_playbook_vars(variables: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(
-    lab: Lab,
+    fleet: Fleet,
     playbook: str,
     variables: dict[str, Any],
     skip: list[str] | None,
     on_event: Callable[[TaskEvent], None] | None,
 ) -> PlaybookResult:
-    """The one way this module runs a playbook: its variables and skipped nodes checked first."""
+    """The one way this module runs a playbook: its variables and skipped nodes checked first,
+    against the fleet's inventory."""
     for node in skip or ():
         check_node_name(node)
     return run_playbook(
-        lab.settings, playbook, check_playbook_vars(variables), _limit(skip or []), on_event
+        fleet.settings,
+        playbook,
+        check_playbook_vars(variables),
+        _limit(skip or []),
+        on_event,
+        inventory=fleet.inventory_path,
+        envvars=fleet.ansible_env(),
     )
 
 
@@ -174,8 +177,8 @@ class DeployResult:
         return asdict(self)
 
 
-def _releases(lab: Lab) -> dict[str, dict[str, str | None]]:
-    status = lab.status()
+def _releases(fleet: Fleet) -> dict[str, dict[str, str | None]]:
+    status = fleet.status()
     return {n.name: {"release": n.release, "tree": n.tree} for n in status.nodes}
 
 
@@ -242,35 +245,39 @@ def _status(run: PlaybookResult, version: str, after: dict[str, dict[str, str | 
     return "failed"
 
 
-def playbook_vars(lab: Lab, version: str) -> dict[str, Any]:
+def playbook_vars(lab: Lab | Fleet, version: str) -> dict[str, Any]:
     """The variables of a deploy of `version` (its artifact published first), checked: the tree,
-    checksum and URL come from the artifact's manifest, a file that may have been edited."""
+    checksum and URL come from the artifact's manifest, a file that may have been edited; the
+    URL is under the inventory's artifact_base_url."""
     check_version(version)
-    artifact = lab.publish(version)
+    artifact, url = as_fleet(lab).publish(version)
     return check_playbook_vars(
         {
             "knight_release": version,
             "knight_tree": artifact.tree,
             "knight_artifact_sha256": artifact.manifest["artifact_sha256"],
-            "knight_artifact_url": f"{lab.ARTIFACT_URL}/{version}/{artifact.tarball.name}",
+            "knight_artifact_url": url,
             "fleet_group": FLEET_GROUP,
         }
     )
 
 
-def _checked_request(lab: Lab, version: str, skip: list[str] | tuple[str, ...]) -> list[str]:
-    """A deploy's release and skipped nodes: well-formed (ConfigError, before the lab is asked),
-    then known to the catalog and the lab."""
+def _checked_request(
+    lab: Lab | Fleet, version: str, skip: list[str] | tuple[str, ...]
+) -> tuple[Fleet, list[str]]:
+    """A deploy's release and skipped nodes: well-formed (ConfigError, before the fleet is
+    asked), then known to the catalog and the fleet."""
     check_version(version)
     checked = [check_node_name(node) for node in skip]
+    fleet = as_fleet(lab)
     for node in checked:
-        lab.check_node(node)
-    lab.catalog.get(version)
-    return checked
+        fleet.check_node(node)
+    fleet.catalog.get(version)
+    return fleet, checked
 
 
 def deploy(
-    lab: Lab,
+    lab: Lab | Fleet,
     version: str,
     skip: list[str] | tuple[str, ...] = (),
     unsafe: bool = False,
@@ -285,34 +292,34 @@ def deploy(
     in 2012 (manual_deploy.yml). The flag registry refuses a release that fails its lint before
     anything runs; fencing writes the fleet manifest to every node of the fleet.
     """
-    skip = _checked_request(lab, version, skip)
+    fleet, skip = _checked_request(lab, version, skip)
     guards = resolve_guards(guards, unsafe)
-    with lab.exclusive(f"{action} {version}"):
-        return _deploy(lab, version, skip, guards, on_event, action)
+    with fleet.exclusive(f"{action} {version}"):
+        return _deploy(fleet, version, skip, guards, on_event, action)
 
 
 def _deploy(
-    lab: Lab,
+    fleet: Fleet,
     version: str,
     skip: list[str],
     guards: GuardSet,
     on_event: Callable[[TaskEvent], None] | None,
     action: str,
 ) -> DeployResult:
-    before = _releases(lab)
+    before = _releases(fleet)
     if guards.flags:
         try:
-            check_release(load_registry(lab.settings.registry_path), lab.catalog, version)
+            check_release(load_registry(fleet.settings.registry_path), fleet.catalog, version)
         except FlagLintError as exc:
             return _refused(action, version, guards, skip, before, "flags", str(exc))
-    variables = playbook_vars(lab, version)
-    run, fence_error = _run_deploy(lab, guards, variables, skip, on_event)
-    after = _releases(lab)
+    variables = playbook_vars(fleet, version)
+    run, fence_error = _run_deploy(fleet, guards, variables, skip, on_event)
+    after = _releases(fleet)
     status = _status(run, version, after)
     failure = run.first_failure
     error = None
     if failure is not None:
-        error = f"{failure.host}: {failure.message}"
+        error = f"{failure.host}: {unreachable_reason(failure.message)}"
     elif status != "deployed":
         behind = sorted(n for n, v in after.items() if v["release"] != version)
         error = f"fleet mixed: {', '.join(behind)} not on {version}"
@@ -341,7 +348,7 @@ def _deploy(
 
 
 def _run_deploy(
-    lab: Lab,
+    fleet: Fleet,
     guards: GuardSet,
     variables: dict[str, Any],
     skip: list[str],
@@ -354,11 +361,11 @@ def _run_deploy(
     if guards.fencing and guards.atomic:
         variables["knight_fence_epoch"] = epoch
     playbook = "deploy.yml" if guards.atomic else "manual_deploy.yml"
-    run = _run(lab, playbook, variables, skip, on_event)
+    run = _run(fleet, playbook, variables, skip, on_event)
     if not (guards.fencing and not guards.atomic):
         return run, None
     # The whole declared fleet, skipped nodes included: they are the ones to fence.
-    fence = _run(lab, "fence.yml", {**variables, "knight_fence_epoch": epoch}, None, on_event)
+    fence = _run(fleet, "fence.yml", {**variables, "knight_fence_epoch": epoch}, None, on_event)
     run.duration_s = round(run.duration_s + fence.duration_s, 3)
     if fence.rc != 0 or fence.failures:
         f = fence.first_failure
@@ -395,7 +402,7 @@ def _refused(
 
 
 def rollback(
-    lab: Lab,
+    lab: Lab | Fleet,
     to: str | None = None,
     unsafe: bool = False,
     on_event: Callable[[TaskEvent], None] | None = None,
@@ -410,23 +417,24 @@ def rollback(
     if to is not None:
         check_version(to)
     skip = [check_node_name(node) for node in skip]
-    target = to or lab.catalog.baseline
+    fleet = as_fleet(lab)
+    target = to or fleet.catalog.baseline
     guards = resolve_guards(guards, unsafe)
     # The plan and the deploy under one hold of the lab: nothing changes the fleet in between.
-    with lab.exclusive(f"rollback to {target}"):
-        return _rollback(lab, target, guards, skip, on_event)
+    with fleet.exclusive(f"rollback to {target}"):
+        return _rollback(fleet, target, guards, skip, on_event)
 
 
 def _rollback(
-    lab: Lab,
+    fleet: Fleet,
     target: str,
     guards: GuardSet,
     skip: list[str],
     on_event: Callable[[TaskEvent], None] | None,
 ) -> DeployResult:
     if guards.rollback:
-        status = lab.status()
-        plan = plan_rollback(status.nodes, lab.catalog, target)
+        status = fleet.status()
+        plan = plan_rollback(status.nodes, fleet.catalog, target)
         try:
             check(plan)
         except RollbackRefused as exc:
@@ -435,7 +443,7 @@ def _rollback(
                 "rollback", target, guards, list(skip), before, "rollback", str(exc),
                 plan.to_json(),
             )  # fmt: skip
-    return deploy(lab, target, skip=skip, on_event=on_event, action="rollback", guards=guards)
+    return deploy(fleet, target, skip=skip, on_event=on_event, action="rollback", guards=guards)
 
 
 @dataclass
@@ -455,36 +463,37 @@ class FleetResult:
 
 
 def _fleet_call(
-    lab: Lab,
+    fleet: Fleet,
     playbook: str,
     phase: str,
     action: str,
     extravars: dict[str, Any],
     on_event: Callable[[TaskEvent], None] | None,
 ) -> FleetResult:
-    run = _run(lab, playbook, {"fleet_group": FLEET_GROUP, **extravars}, None, on_event)
+    run = _run(fleet, playbook, {"fleet_group": FLEET_GROUP, **extravars}, None, on_event)
     failure = run.first_failure
     return FleetResult(
         action=action,
         status="done" if run.rc == 0 and failure is None else "failed",
         nodes=run.outputs.get(phase, {}),
-        error=f"{failure.host}: {failure.message}" if failure else None,
+        error=f"{failure.host}: {unreachable_reason(failure.message)}" if failure else None,
         duration_s=run.duration_s,
         run_dir=str(run.run_dir),
     )
 
 
-def default_meaning(lab: Lab, name: str) -> str:
+def default_meaning(lab: Lab | Fleet, name: str) -> str:
     """The meaning the newest release that reads a flag gives it: what turning it on intends."""
-    for version in reversed(lab.catalog.versions):
-        meaning = lab.catalog.get(version).flags.get(name)
+    catalog = lab.catalog
+    for version in reversed(catalog.versions):
+        meaning = catalog.get(version).flags.get(name)
         if meaning:
             return meaning
     raise KnightError(f"no release reads a flag named {name!r}; give --meaning")
 
 
 def flag(
-    lab: Lab,
+    lab: Lab | Fleet,
     name: str,
     on: bool,
     meaning: str | None = None,
@@ -501,13 +510,14 @@ def flag(
     if meaning is not None:
         check_meaning(meaning)
     guards = guards if guards is not None else default_guards()
-    meaning = meaning or default_meaning(lab, name)
-    with lab.exclusive(f"flag {name} {'on' if on else 'off'}"):
-        return _flag(lab, name, on, meaning, on_event, guards)
+    fleet = as_fleet(lab)
+    meaning = meaning or default_meaning(fleet, name)
+    with fleet.exclusive(f"flag {name} {'on' if on else 'off'}"):
+        return _flag(fleet, name, on, meaning, on_event, guards)
 
 
 def _flag(
-    lab: Lab,
+    fleet: Fleet,
     name: str,
     on: bool,
     meaning: str,
@@ -516,8 +526,8 @@ def _flag(
 ) -> FleetResult:
     if guards.flags and on:
         clashes = []
-        for node in lab.status().nodes:
-            code = lab.catalog.get(node.release).flags.get(name) if node.release else None
+        for node in fleet.status().nodes:
+            code = fleet.catalog.get(node.release).flags.get(name) if node.release else None
             if code is not None and code != meaning:
                 clashes.append(f"{node.name} ({node.release}) means {code}")
         if clashes:
@@ -536,15 +546,33 @@ def _flag(
         "knight_flag_meaning": meaning,
     }
     return _fleet_call(
-        lab, "flags.yml", "flag", f"flag {name} {'on' if on else 'off'}", extravars, on_event
+        fleet, "flags.yml", "flag", f"flag {name} {'on' if on else 'off'}", extravars, on_event
     )
 
 
 def killswitch(
-    lab: Lab, kill: bool, on_event: Callable[[TaskEvent], None] | None = None
+    lab: Lab | Fleet, kill: bool, on_event: Callable[[TaskEvent], None] | None = None
 ) -> FleetResult:
     """Kill switch on (every node stops trading) or off."""
     action = "kill" if kill else "resume-trading"
     return _fleet_call(
-        lab, "killswitch.yml", "killswitch", action, {"knight_action": action}, on_event
+        as_fleet(lab), "killswitch.yml", "killswitch", action, {"knight_action": action}, on_event
     )
+
+
+#: What ssh prints when the key a host presents is not the one pinned for it.
+_HOST_KEY_FAILURE = re.compile(
+    r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED|"
+    r"No (?:ED25519|RSA|ECDSA)?\s*host key is known"
+)
+
+
+def unreachable_reason(message: str) -> str:
+    """A node's failure as one line; a host key that does not match the one pinned for the node
+    says so in plain words (ssh's own message is a banner of many lines)."""
+    if _HOST_KEY_FAILURE.search(message):
+        return (
+            "host key verification failed: the key the node presented is not the one pinned "
+            "for it (known_hosts); nothing was run on it"
+        )
+    return message

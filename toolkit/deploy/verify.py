@@ -1,8 +1,9 @@
-"""`knight verify`: the testinfra suite (tests/infra) against the lab's inventory, the same suite a
-staging fleet runs with its own inventory."""
+"""`knight verify`: the testinfra suite (tests/infra) against a fleet's inventory: the lab's own,
+or a staging fleet's (`--inventory`)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from toolkit.errors import KnightError
 from toolkit.lab.lab import Lab
 
-from .ansible import inventory_path
+from .fleet import Fleet, as_fleet
 from .operations import check_version
 
 __all__ = ["VerifyResult", "verify"]
@@ -23,22 +24,26 @@ class VerifyResult:
     command: list[str]
 
 
-def verify(lab: Lab, release: str | None = None, extra: list[str] | None = None) -> VerifyResult:
-    """Run tests/infra over every node of the lab; its output goes straight to the terminal.
+def verify(
+    lab: Lab | Fleet, release: str | None = None, extra: list[str] | None = None
+) -> VerifyResult:
+    """Run tests/infra over every node of the fleet; its output goes straight to the terminal.
     `returncode` is pytest's own, which `knight verify` exits with."""
-    suite = lab.settings.checkout("tests", "infra")
+    if release is not None:
+        check_version(release)
+    fleet = as_fleet(lab)
+    suite = fleet.settings.checkout("tests", "infra")
     if not suite.is_dir():
         raise KnightError(f"no verification suite at {suite}")
     if release is not None:
-        check_version(release)
-        lab.catalog.get(release)
+        fleet.catalog.get(release)
     command = [
         sys.executable,
         "-m",
         "pytest",
         str(suite),
         "--hosts=ansible://routers",
-        f"--ansible-inventory={inventory_path(lab.settings)}",
+        f"--ansible-inventory={fleet.inventory_path}",
         "-p",
         "no:cacheprovider",
         "-q",
@@ -49,5 +54,6 @@ def verify(lab: Lab, release: str | None = None, extra: list[str] | None = None)
     if release:
         command.append(f"--expect-release={release}")
     command += extra or []
-    done = subprocess.run(command, cwd=lab.settings.root, check=False)
+    env = {**os.environ, **fleet.ansible_env()}
+    done = subprocess.run(command, cwd=fleet.settings.root, check=False, env=env)
     return VerifyResult(done.returncode == 0, done.returncode, command)

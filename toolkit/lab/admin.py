@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +27,18 @@ class AdminClient:
         self, name: str, port: int, token: str, host: str = "127.0.0.1", timeout: float = 2.0
     ) -> None:
         self.name = name
+        self.port = port
         self.base = f"http://{host}:{port}"
         self._token = token
         self.timeout = timeout
+
+    @classmethod
+    def at(cls, name: str, url: str, token: str = "", timeout: float = 2.0) -> AdminClient:
+        """The client of an admin API at `url` (http://host:port, as an inventory gives it)."""
+        parsed = urllib.parse.urlsplit(url)
+        client = cls(name, parsed.port or 80, token, parsed.hostname or "", timeout)
+        client.base = url.rstrip("/")
+        return client
 
     def __repr__(self) -> str:  # keeps the token out of tracebacks and logs
         return f"AdminClient({self.name!r}, {self.base!r})"

@@ -3,7 +3,8 @@
 Everything it creates carries the lab label, so `remove_lab` finds it all even after a crash,
 and it hands out nothing that does not: a container or network that merely bears a lab name is
 `Foreign`, and is never removed, exec'd into, written to nor faulted. Every container it creates
-runs with no capability, no way to gain privileges, and a memory and a process limit.
+runs with no capability (a node of the ssh transport alone gets the two it starts with, see
+`ContainerSpec.cap_add`), no way to gain privileges, and a memory and a process limit.
 Each Docker call is logged at debug level to "knight.docker" (never a token nor file contents).
 """
 
@@ -26,6 +27,7 @@ from toolkit.errors import DockerUnavailable, LabError
 from toolkit.settings import LABEL
 
 __all__ = [
+    "EXEC_USER_LABEL",
     "ContainerSpec",
     "Engine",
     "FileEntry",
@@ -36,6 +38,10 @@ __all__ = [
 
 log = logging.getLogger("knight.docker")
 
+#: On a container that starts as another user than its process runs as (a node of the ssh
+#: transport starts as root): the user `exec` runs commands as when not told otherwise.
+EXEC_USER_LABEL = "knight.exec-user"
+
 
 @dataclass(frozen=True)
 class FileEntry:
@@ -45,6 +51,9 @@ class FileEntry:
     data: bytes = b""
     mode: int = 0o644
     target: str | None = None
+    #: Its owner, when not the one the whole archive is written as (a file of the deploy user
+    #: placed among root's, or the reverse).
+    uid: int | None = None
 
 
 class Foreign(LabError):
@@ -79,6 +88,10 @@ class ContainerSpec:
     volumes: tuple[str, ...] = ()
     #: files placed before the first start: (directory in the container, entries relative to it)
     files: list[tuple[str, list[FileEntry]]] = field(default_factory=list)
+    #: capabilities kept beyond none (every other one is dropped)
+    cap_add: tuple[str, ...] = ()
+    #: host folders it sees read-only: (host path, path in the container)
+    binds: tuple[tuple[str, str], ...] = ()
 
 
 def tar_of(entries: Iterable[FileEntry], uid: int, dirs: Iterable[str] = ()) -> bytes:
@@ -100,7 +113,7 @@ def tar_of(entries: Iterable[FileEntry], uid: int, dirs: Iterable[str] = ()) -> 
             tar.addfile(info)
         for e in entries:
             info = tarfile.TarInfo(e.path)
-            info.uid = info.gid = uid
+            info.uid = info.gid = uid if e.uid is None else e.uid
             if e.target is not None:
                 info.type, info.linkname, info.mode = tarfile.SYMTYPE, e.target, 0o777
                 tar.addfile(info)
@@ -258,13 +271,16 @@ class Engine:
 
     def _host_config(self, spec: ContainerSpec) -> dict:
         # Nothing in a lab container needs a capability: its processes run as a non-root user,
-        # and the Docker engine, not the container, places files and ports.
+        # and the Docker engine, not the container, places files and ports. A node of the ssh
+        # transport starts as root with the two it needs to become its users (specs.py).
         return self.client.api.create_host_config(
             init=True,
             port_bindings={p: ("127.0.0.1", None) for p in spec.ports},
             restart_policy={"Name": "no"},
             log_config={"Type": "json-file", "Config": {"max-size": "10m", "max-file": "2"}},
             cap_drop=["ALL"],
+            cap_add=list(spec.cap_add) or None,
+            binds={host: {"bind": inside, "mode": "ro"} for host, inside in spec.binds} or None,
             security_opt=["no-new-privileges:true"],
             pids_limit=spec.resources.pids,
             mem_limit=spec.resources.memory,
@@ -323,6 +339,11 @@ class Engine:
         log.debug("connect %s to network %s as %s", container.name, network, ",".join(aliases))
         self._lab_network(network).connect(container, aliases=aliases)
 
+    @staticmethod
+    def _exec_user(container: Container, user: str | None) -> str:
+        """Who a command runs as: `user`, else the user the container's process runs as."""
+        return user or (container.labels or {}).get(EXEC_USER_LABEL, "")
+
     def exec_detached(self, container: Container, cmd: list[str], user: str | None = None) -> None:
         """Start a command in a container and return at once (as `user`, else the container's)."""
         log.debug(
@@ -331,7 +352,7 @@ class Engine:
             f" as {user}" if user else "",
             shlex.join(cmd),
         )
-        container.exec_run(cmd, detach=True, user=user or "")
+        container.exec_run(cmd, detach=True, user=self._exec_user(container, user))
 
     def put(
         self, container: Container, directory: str, entries: Iterable[FileEntry], uid: int
@@ -354,7 +375,7 @@ class Engine:
         log.debug(
             "exec in %s%s: %s", container.name, f" as {user}" if user else "", shlex.join(cmd)
         )
-        result = container.exec_run(cmd, user=user or "", demux=False)
+        result = container.exec_run(cmd, user=self._exec_user(container, user), demux=False)
         return result.exit_code, (result.output or b"").decode(errors="replace")
 
     def exec_stream(
@@ -362,7 +383,9 @@ class Engine:
     ) -> tuple[int, bytes]:
         """Run a command; hand each stderr line to `on_stderr` as it comes; return (code, stdout)."""
         log.debug("exec (streamed) in %s: %s", container.name, shlex.join(cmd))
-        exec_id = self.client.api.exec_create(container.id, cmd)["Id"]
+        exec_id = self.client.api.exec_create(
+            container.id, cmd, user=self._exec_user(container, None)
+        )["Id"]
         out, pending = bytearray(), b""
         for stdout, stderr in self.client.api.exec_start(exec_id, stream=True, demux=True):
             if stdout:

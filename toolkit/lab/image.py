@@ -94,13 +94,14 @@ def build_base(
 
 
 def _context(settings: Settings, into: Path) -> None:
-    """Assemble the build context: Dockerfile, entry point, the router's keeper, the market package, vendored tenacity."""
+    """Assemble the build context: Dockerfile, entry point, the router's keeper, sshd's configuration, the market package, vendored tenacity."""
     src = settings.image_source
     shutil.copy2(src / "Dockerfile", into / "Dockerfile")
     shutil.copy2(src / ".dockerignore", into / ".dockerignore")
     (into / "bin").mkdir()
     shutil.copy2(src / "bin" / "knight-node", into / "bin" / "knight-node")
     shutil.copy2(src / "routerd.py", into / "routerd.py")
+    shutil.copy2(src / "sshd_config", into / "sshd_config")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(src / "market", into / "market", ignore=ignore)
     # tenacity is pure Python: the copy the toolkit runs with is the one the load generator gets.

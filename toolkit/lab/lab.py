@@ -5,11 +5,15 @@ containers, the lab lock), brings the lab up and down, reads its status, publish
 reads the venue's record; it inherits the baseline primitives (`baseline.BaselinePrimitives`).
 `up` is idempotent (it creates what is missing, recreates what differs from its spec, starts
 what is stopped, leaves what runs) and refuses a container that bears a lab name without the
-lab's label; `down` removes everything that carries the lab's label.
+lab's label; `down` removes everything that carries the lab's label, and the lab's state folder.
+
+A lab's nodes are reached one of two ways (its transport): `docker exec`, or ssh to a port per
+node published on 127.0.0.1, with the lab's own keys (toolkit/lab/ssh.py).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,13 +28,14 @@ from toolkit.errors import LabError
 from toolkit.guards.sets import GuardSet, default_guards
 from toolkit.releases.artifacts import Artifact, build
 from toolkit.releases.catalog import Catalog, load_catalog
-from toolkit.settings import Settings, load_settings, node_key
+from toolkit.settings import TRANSPORTS, Settings, load_settings, node_key
 
 from . import lock
 from .admin import AdminClient
 from .baseline import BaselinePrimitives
 from .engine import ContainerSpec, Engine, FileEntry
-from .specs import SECRET_LABEL, SPEC_LABEL, lab_specs, spec_digest
+from .specs import SECRET_LABEL, SPEC_LABEL, TRANSPORT_LABEL, lab_specs, spec_digest
+from .ssh import SshKeys, node_ssh_files
 from .status import (
     READ_POLICY,
     LabStatus,
@@ -136,6 +141,28 @@ class Lab(BaselinePrimitives):
     def client_container(self) -> Container:
         return self._container("client")
 
+    @property
+    def transport(self) -> str:
+        """How the nodes are reached: as settings say (KNIGHT_TRANSPORT, --transport), else as
+        the lab's first node was made, else docker."""
+        if self.settings.transport is not None:
+            return self.settings.transport
+        first = self.engine.get(self.settings.container(self.settings.node_names[0]))
+        found = (first.labels.get(TRANSPORT_LABEL) if first is not None else None) or "docker"
+        return found if found in TRANSPORTS else "docker"
+
+    @property
+    def ssh_keys(self) -> SshKeys:
+        """The lab's ssh keys and known_hosts, in its state folder (the ssh transport)."""
+        return SshKeys(self.settings.state / "ssh")
+
+    def ssh_ports(self) -> dict[str, int]:
+        """node -> the host port (127.0.0.1) its sshd is published at (the ssh transport)."""
+        return {
+            node: self.engine.host_port(self._container(node), self.settings.ssh_port)
+            for node in self.settings.node_names
+        }
+
     def check_node(self, node: str) -> None:
         if node not in self.settings.node_names:
             raise LabError(f"unknown node {node!r} (nodes: smars-1 .. smars-{self.settings.nodes})")
@@ -153,7 +180,12 @@ class Lab(BaselinePrimitives):
             image_id = self.engine.image_id(s.image)
             artifact = self.artifact(self.catalog.baseline)
             specs = lab_specs(
-                s, artifact, tokens=self.tokens, flags=self.baseline_flags(), guards=self.guards
+                s,
+                artifact,
+                tokens=self.tokens,
+                flags=self.baseline_flags(),
+                guards=self.guards,
+                ssh=self._ssh_files() if self.transport == "ssh" else None,
             )
             # Every name first (engine.get raises Foreign): a container that is not the lab's
             # stops `up` before it creates anything.
@@ -167,7 +199,17 @@ class Lab(BaselinePrimitives):
                 for line in pool.map(ensure, specs[1:]):
                     say(line)
             self.wait_healthy(timeout=timeout, progress=say)
+            if self.transport == "ssh":
+                say(f"known_hosts: {self.ssh_keys.write_known_hosts(self.ssh_ports())}")
             return self.status()
+
+    def _ssh_files(self) -> dict[str, list[FileEntry]]:
+        """Each node's ssh files, the lab's keys made first where missing."""
+        keys = self.ssh_keys
+        keys.ensure(self.settings.node_names)
+        return {
+            n: node_ssh_files(keys, n, self.settings.deploy_uid) for n in self.settings.node_names
+        }
 
     def _ensure(self, spec: ContainerSpec, image_id: str) -> str:
         """Make one container of the lab run as its spec says (the lab image, its tokens, its
@@ -223,7 +265,10 @@ class Lab(BaselinePrimitives):
         """Remove every container, network and volume with this lab's label."""
         with self.exclusive("lab down"):
             self._tokens = None
-            return self.engine.remove_lab()
+            removed = self.engine.remove_lab()
+            # Its own files go with it (keys, known_hosts, inventory): a new lab, new keys.
+            shutil.rmtree(self.settings.state, ignore_errors=True)
+            return removed
 
     # -- status ----------------------------------------------------------------------------
     def node_status(self, container: Container) -> NodeStatus:
@@ -263,8 +308,11 @@ class Lab(BaselinePrimitives):
 
     # -- artifacts -------------------------------------------------------------------------
     def publish(self, version: str) -> Artifact:
-        """Put a release's artifact into the lab's artifact repository (idempotent)."""
+        """Put a release's artifact into the lab's artifact repository (idempotent). The ssh
+        transport's repository serves dist/releases itself: building the release publishes it."""
         artifact = self.artifact(version)
+        if self.transport == "ssh":
+            return artifact
         entries = [
             FileEntry(f"{version}/{artifact.tarball.name}", artifact.tarball.read_bytes()),
             FileEntry(f"{version}/manifest.json", artifact.manifest_path.read_bytes()),

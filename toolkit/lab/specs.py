@@ -8,15 +8,16 @@ import hashlib
 import json
 import tarfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from toolkit.guards.sets import GuardSet
 from toolkit.releases.artifacts import Artifact
 from toolkit.settings import Settings
 
-from .engine import ContainerSpec, FileEntry, Resources
+from .engine import EXEC_USER_LABEL, ContainerSpec, FileEntry, Resources
 from .paths import SMARS_ETC, SMARS_HOME, SMARS_RELEASES
+from .ssh import SSH_DIR
 from .tokens import LabTokens
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "ROUTER_RESOURCES",
     "SECRET_LABEL",
     "SPEC_LABEL",
+    "SSH_CAPABILITIES",
+    "TRANSPORT_LABEL",
     "VENUE_RESOURCES",
     "artifacts_spec",
     "client_spec",
@@ -60,6 +63,14 @@ SPEC_LABEL = "knight.spec"
 #: On the venue container: the lab secret every token derives from (toolkit/lab/tokens.py).
 #: A label, not an environment variable: no process inside any container can read it.
 SECRET_LABEL = "knight.secret"
+#: On a router: how the host reaches it (settings.TRANSPORTS).
+TRANSPORT_LABEL = "knight.transport"
+#: What a node of the ssh transport keeps of root's powers, and only to start: the entry point
+#: becomes the deploy user to start sshd and the router's user to start the router, and neither
+#: keeps a capability (a non-root exec drops them; no-new-privileges stops any coming back).
+#: sshd runs as the deploy user, the one user it lets in, so it needs no privilege separation:
+#: no CHOWN, SYS_CHROOT nor AUDIT_WRITE; it listens on an unprivileged port: no NET_BIND_SERVICE.
+SSH_CAPABILITIES = ("SETUID", "SETGID")
 
 
 def spec_digest(spec: ContainerSpec, image_id: str) -> str:
@@ -77,6 +88,8 @@ def spec_digest(spec: ContainerSpec, image_id: str) -> str:
         "aliases": list(spec.aliases),
         "resources": asdict(spec.resources),
         "volumes": list(spec.volumes),
+        **({"cap_add": list(spec.cap_add)} if spec.cap_add else {}),
+        **({"binds": [list(b) for b in spec.binds]} if spec.binds else {}),
     }
     return hashlib.sha256(json.dumps(made, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -126,10 +139,13 @@ def router_spec(
     tokens: LabTokens,
     flags: dict[str, dict[str, Any]],
     guards: GuardSet,
+    ssh: list[FileEntry] | None = None,
 ) -> ContainerSpec:
     """A router node running `artifact`, with these flags and guards and a fleet manifest of it;
-    its own admin token, and the lab's hello token for the venue. Its release trees are a volume
-    of its own (a mount point the router cannot swap for another folder)."""
+    its own admin token (in its environment, and in /etc/smars/admin.token for the deploy user
+    alone), and the lab's hello token for the venue. Its release trees are a volume of its own
+    (a mount point the router cannot swap for another folder). With `ssh` (its host key and the
+    deploy user's authorized key, ssh.node_ssh_files), sshd runs beside the router."""
     s = settings
     config: dict[str, Any] = {"node": node, "venue": f"venue:{s.venue_port}"}
     if s.nodes > CONFIRM_S:
@@ -137,7 +153,7 @@ def router_spec(
         # a whole, and a node must not undo its switch while the deploy still waits for the
         # others (the playbook allows a second per node too).
         config["switch_confirm_s"] = float(s.nodes)
-    return ContainerSpec(
+    spec = ContainerSpec(
         name=s.container(node),
         hostname=node,
         command=["router"],
@@ -167,9 +183,25 @@ def router_spec(
                     FileEntry("flags.json", json_bytes({"flags": flags})),
                     FileEntry("guards.json", json_bytes(guards.router_file())),
                     FileEntry("fleet.json", json_bytes(fleet_manifest(artifact))),
+                    FileEntry("admin.token", tokens.node(node).encode() + b"\n", 0o600),
                 ],
             ),
         ],
+    )
+    return spec if ssh is None else _over_ssh(spec, s, ssh)
+
+
+def _over_ssh(spec: ContainerSpec, settings: Settings, files: list[FileEntry]) -> ContainerSpec:
+    """The node started as root with SSH_CAPABILITIES alone (knight-node's `router-ssh` role),
+    its sshd port published, its ssh files in place; `exec` still runs as the router's user."""
+    return replace(
+        spec,
+        command=["router-ssh"],
+        user="0:0",
+        labels={**spec.labels, TRANSPORT_LABEL: "ssh", EXEC_USER_LABEL: _user(settings)},
+        ports=(*spec.ports, settings.ssh_port),
+        cap_add=SSH_CAPABILITIES,
+        files=[*spec.files, (SSH_DIR, files)],
     )
 
 
@@ -203,9 +235,15 @@ def _service_spec(settings: Settings, role: str, resources: Resources) -> Contai
     )
 
 
-def artifacts_spec(settings: Settings) -> ContainerSpec:
-    """The artifact repository nodes download releases from during a deploy."""
-    return _service_spec(settings, "artifacts", ARTIFACTS_RESOURCES)
+def artifacts_spec(settings: Settings, serve_dist: bool = False) -> ContainerSpec:
+    """The artifact repository nodes download releases from during a deploy. With `serve_dist`
+    (the ssh transport) it serves the host's dist/releases, read-only, as a staging fleet's
+    artifact store serves what was uploaded to it: a deploy through an inventory has only to
+    build the release, and reaches no node through Docker."""
+    spec = _service_spec(settings, "artifacts", ARTIFACTS_RESOURCES)
+    if serve_dist:
+        spec = replace(spec, binds=((str(settings.dist), "/srv/artifacts"),))
+    return spec
 
 
 def client_spec(settings: Settings) -> ContainerSpec:
@@ -220,12 +258,26 @@ def lab_specs(
     tokens: LabTokens,
     flags: dict[str, dict[str, Any]],
     guards: GuardSet,
+    ssh: dict[str, list[FileEntry]] | None = None,
 ) -> list[ContainerSpec]:
     """Every container of the lab, the venue first (routers connect to it as they start), then
-    the client, the artifact repository and the routers smars-1..N running `artifact`."""
-    specs = [venue_spec(settings, tokens), client_spec(settings), artifacts_spec(settings)]
+    the client, the artifact repository and the routers smars-1..N running `artifact` (with
+    `ssh`, node -> its ssh files: the ssh transport)."""
+    specs = [
+        venue_spec(settings, tokens),
+        client_spec(settings),
+        artifacts_spec(settings, serve_dist=ssh is not None),
+    ]
     specs += [
-        router_spec(settings, node, artifact, tokens=tokens, flags=flags, guards=guards)
+        router_spec(
+            settings,
+            node,
+            artifact,
+            tokens=tokens,
+            flags=flags,
+            guards=guards,
+            ssh=ssh[node] if ssh is not None else None,
+        )
         for node in settings.node_names
     ]
     return specs

@@ -50,6 +50,7 @@ GOALS = {
     "deploy_scaling_32_to_8": "<= 2.5",
     "flip_skew_ms_32": "<= 250",
     "interleaved_orders_32": "== 0",
+    "deploy_ssh_to_docker_ratio": "<= 1.3",
 }
 
 ROUNDS = 3
@@ -349,11 +350,42 @@ def chaos_figures(lab: Lab, say: Progress) -> dict[str, Any]:
     return {"chaos_total_s": round(time.monotonic() - started, 1), "chaos_expectations_met": met}
 
 
+def ssh_figures(lab: Lab, say: Progress, target: str = "8.0.0") -> dict[str, Any]:
+    """The guarded deploy of the fleet over ssh beside the same over `docker exec`: a second lab
+    of the ssh transport (the lab's name + "-ssh") beside this one, the two deploys interleaved
+    DEPLOY_ROUNDS times (a slow spell of the machine hits both alike); medians."""
+    ssh_lab = Lab(replace(lab.settings, lab=f"{lab.settings.lab}-ssh", transport="ssh"))
+    say(f"ssh lab {ssh_lab.settings.lab} up")
+    ssh_lab.up()
+    runs: dict[str, list[float]] = {"docker": [], "ssh": []}
+    try:
+        for i in range(DEPLOY_ROUNDS):
+            for kind, each in (("docker", lab), ("ssh", ssh_lab)):
+                each.reset()
+                result = deploy(each, target, guards=GuardSet.of(DEFAULT_GUARDS))
+                if result.status != "deployed":
+                    raise KnightError(
+                        f"bench: guarded deploy over {kind} {result.status}: {result.error}"
+                    )
+                runs[kind].append(result.duration_s)
+            say(
+                f"deploys {i + 1}/{DEPLOY_ROUNDS}: docker {runs['docker'][-1]}s, ssh {runs['ssh'][-1]}s"
+            )
+    finally:
+        ssh_lab.down()
+        lab.reset()
+    figures = {f"deploy_{kind}_guarded_s": _median(times) for kind, times in runs.items()}
+    figures["deploy_ssh_to_docker_ratio"] = round(
+        figures["deploy_ssh_guarded_s"] / figures["deploy_docker_guarded_s"], 3
+    )
+    return figures
+
+
 def run_bench(
     lab: Lab,
     path: Path,
     progress: Progress | None = None,
-    parts: tuple[str, ...] = ("lab", "deploy", "guards", "chaos", "scale"),
+    parts: tuple[str, ...] = ("lab", "deploy", "ssh", "guards", "chaos", "scale"),
 ) -> dict[str, Any]:
     """Measure, merge into `path`, and return {figure: {value, goal}}."""
     say = progress or (lambda _m: None)
@@ -362,6 +394,8 @@ def run_bench(
         figures |= lab_figures(lab, say)
     if "deploy" in parts:
         figures |= deploy_figures(lab, say)
+    if "ssh" in parts:
+        figures |= ssh_figures(lab, say)
     if "guards" in parts:
         figures |= guard_figures(lab, say)
     if "chaos" in parts:

@@ -1,0 +1,193 @@
+"""A lab reached over ssh, and knight driven through its inventory as a staging fleet would be:
+sshd in every node as the deploy user, the lab's keys private on the host, host keys pinned; a
+guarded deploy and rollback, flags and the kill switch through `--inventory`; and a deploy
+against a wrong pinned host key refused with a line that says so, no node changed.
+
+The ssh lab is a lab of its own (KNIGHT_LAB + "-ssh"), up once for this module."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from toolkit.lab.lab import Lab
+from toolkit.lab.ssh import make_key
+from toolkit.settings import load_settings
+
+
+@pytest.fixture(scope="module")
+def ssh_lab() -> Lab:
+    base = load_settings()
+    lab = Lab(replace(base, lab=f"{base.lab}-ssh", transport="ssh"))
+    if not lab.engine.image_exists(lab.settings.image):
+        pytest.fail(f"the lab image {lab.settings.image} is missing: run `make image`")
+    lab.up()
+    yield lab
+    if os.environ.get("KNIGHT_KEEP_LAB") != "1":
+        lab.down()
+
+
+def knight(lab: Lab, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """The knight CLI, as a user runs it, on the ssh lab (for `lab` commands)."""
+    env = {**os.environ, "KNIGHT_LAB": lab.settings.lab}
+    done = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def inventory(ssh_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("staging") / "hosts.yml"
+    knight(ssh_lab, "lab", "inventory", "--out", str(path), check=True)
+    return path
+
+
+def releases(lab: Lab, inventory: Path) -> dict[str, str | None]:
+    doc = json.loads(knight(lab, "lab", "status", "--inventory", str(inventory), "--json").stdout)
+    return {n["name"]: n["release"] for n in doc["nodes"]}
+
+
+def ssh(lab: Lab, node: str, command: str, *options: str) -> subprocess.CompletedProcess:
+    keys = lab.ssh_keys
+    command_line = [
+        "ssh",
+        *("-p", str(lab.ssh_ports()[node]), "-i", str(keys.deploy_key)),
+        *("-o", f"UserKnownHostsFile={keys.known_hosts}", "-o", "StrictHostKeyChecking=yes"),
+        *("-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", *options),
+        f"{lab.settings.deploy_user}@127.0.0.1",
+        command,
+    ]
+    return subprocess.run(
+        command_line,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_every_node_runs_sshd_as_the_deploy_user_and_keeps_no_capability(ssh_lab: Lab):
+    for node in ssh_lab.settings.node_names:
+        done = ssh(ssh_lab, node, "id -un; ps -o uid=,comm= -e; grep -h CapEff /proc/[0-9]*/status")
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert lines[0] == "smars-deploy"
+        procs = {tuple(line.split()) for line in lines if not line.startswith("CapEff")}
+        assert (str(ssh_lab.settings.deploy_uid), "sshd") in procs
+        assert (str(ssh_lab.settings.uid), "python3") in procs
+        # Every process but the container's init (docker-init, root, the two it started with).
+        caps = [line.split()[1] for line in lines if line.startswith("CapEff")]
+        assert caps.count("0000000000000000") == len(caps) - 1, caps
+        assert "00000000000000c0" in caps
+
+
+def test_the_lab_keys_are_private_and_password_login_is_refused(ssh_lab: Lab):
+    keys = ssh_lab.ssh_keys
+    assert keys.deploy_key.stat().st_mode & 0o777 == 0o600
+    assert keys.host_key("smars-1").stat().st_mode & 0o777 == 0o600
+    done = ssh(
+        ssh_lab, "smars-1", "true", "-o", "PreferredAuthentications=password,keyboard-interactive"
+    )
+    assert done.returncode == 255
+    assert "Permission denied (publickey)" in done.stderr
+
+
+def test_the_admin_token_is_the_deploy_users_alone(ssh_lab: Lab):
+    done = ssh(ssh_lab, "smars-2", "stat -c '%U %a' /etc/smars/admin.token")
+    assert done.stdout.strip() == "smars-deploy 600"
+    code, out = ssh_lab.engine.exec(
+        ssh_lab._container("smars-2"), ["cat", "/etc/smars/admin.token"]
+    )  # as the router's user
+    assert code != 0 and "Permission denied" in out
+
+
+def test_a_guarded_deploy_and_rollback_through_the_inventory_leave_the_fleet_uniform(
+    ssh_lab: Lab, inventory: Path
+):
+    ssh_lab.reset()
+    nodes = ssh_lab.settings.node_names
+    assert releases(ssh_lab, inventory) == dict.fromkeys(nodes, "7.1.0")
+    done = knight(ssh_lab, "deploy", "8.0.0", "--inventory", str(inventory), "--json")
+    result = json.loads(done.stdout)
+    assert (done.returncode, result["status"]) == (0, "deployed"), result["error"]
+    assert {n: v["after"] for n, v in result["nodes"].items()} == dict.fromkeys(nodes, "8.0.0")
+    assert releases(ssh_lab, inventory) == dict.fromkeys(nodes, "8.0.0")
+    done = knight(ssh_lab, "rollback", "--inventory", str(inventory), "--json")
+    result = json.loads(done.stdout)
+    assert (done.returncode, result["status"]) == (0, "deployed"), result["error"]
+    assert releases(ssh_lab, inventory) == dict.fromkeys(nodes, "7.1.0")
+    # The nodes fetched the release from the lab's artifact store, over its network.
+    code, out = ssh_lab.engine.exec(ssh_lab._container("smars-1"), ["ls", "/opt/smars/releases"])
+    assert code == 0
+    assert out.split() == ["7.1.0", "8.0.0"]
+
+
+def test_flags_and_the_kill_switch_through_the_inventory(ssh_lab: Lab, inventory: Path):
+    ssh_lab.reset()
+    inv = ["--inventory", str(inventory)]
+    knight(ssh_lab, "flags", "set", "flag_7", "on", "--meaning", "power_peg", *inv, check=True)
+    status = json.loads(knight(ssh_lab, "lab", "status", *inv, "--json").stdout)
+    assert {n["flags"]["flag_7"]["value"] for n in status["nodes"]} == {True}
+    knight(ssh_lab, "kill", *inv, check=True)
+    status = json.loads(knight(ssh_lab, "lab", "status", *inv, "--json").stdout)
+    assert {n["trading"] for n in status["nodes"]} == {"killed"}
+    knight(ssh_lab, "resume", *inv, check=True)
+    status = json.loads(knight(ssh_lab, "lab", "status", *inv, "--json").stdout)
+    assert {n["trading"] for n in status["nodes"]} == {"active"}
+    knight(ssh_lab, "flags", "set", "flag_7", "off", *inv, check=True)
+
+
+def _node_state(lab: Lab) -> dict[str, str]:
+    """What a deploy could change on each node: its release trees, the link, its settings."""
+    script = (
+        "ls -l --time-style=+%s.%N /opt/smars/releases; readlink /opt/smars/current; "
+        "md5sum /etc/smars/*.json; test -e /var/lib/smars/switch.pending && echo pending || echo none"
+    )
+    state = {}
+    for node in lab.settings.node_names:
+        code, out = lab.engine.exec(lab._container(node), ["sh", "-c", script])
+        assert code == 0, out
+        state[node] = out
+    return state
+
+
+def test_a_deploy_against_a_wrong_pinned_host_key_is_refused_and_changes_no_node(
+    ssh_lab: Lab, inventory: Path, tmp_path: Path
+):
+    ssh_lab.reset()
+    # The same inventory, but smars-3's pinned key is another one: what a man in the middle,
+    # or a node rebuilt without its key, would present.
+    keys = ssh_lab.ssh_keys
+    other = make_key(tmp_path / "other_ed25519", "someone-else").split()[:2]
+    port = ssh_lab.ssh_ports()["smars-3"]
+    known = tmp_path / "known_hosts"
+    known.write_text(
+        "".join(
+            f"[127.0.0.1]:{port} {' '.join(other)}\n"
+            if line.startswith(f"[127.0.0.1]:{port} ")
+            else line + "\n"
+            for line in keys.known_hosts.read_text().splitlines()
+        )
+    )
+    wrong = tmp_path / "hosts.yml"
+    wrong.write_text(inventory.read_text().replace(str(keys.known_hosts), str(known)))
+    before = _node_state(ssh_lab)
+    done = knight(ssh_lab, "deploy", "8.0.0", "--inventory", str(wrong), "--json")
+    result = json.loads(done.stdout)
+    assert done.returncode == 1
+    assert result["status"] == "refused"
+    assert result["error"].startswith("smars-3: host key verification failed")
+    assert {v["after"] for v in result["nodes"].values()} == {"7.1.0"}
+    assert _node_state(ssh_lab) == before
