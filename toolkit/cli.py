@@ -1036,7 +1036,10 @@ def bench(json_path: Path | None, only: tuple[str, ...], check: bool) -> None:
     path = json_path or lab_.settings.reports / "bench.json"
     with _progress("benchmarking") as say:
         figures = run_bench(
-            lab_, path, progress=say, parts=only or ("lab", "deploy", "ssh", "guards", "chaos", "scale")
+            lab_,
+            path,
+            progress=say,
+            parts=only or ("lab", "deploy", "ssh", "guards", "chaos", "scale"),
         )
     table = Table("figure", "value", "goal")
     for name, entry in figures.items():
