@@ -408,7 +408,9 @@ class Node:
             if path.stat().st_mtime != made:
                 return  # a newer switch owns the marker now
         except OSError:
-            return  # confirmed in time
+            # Confirmed in time: the deploy removed the marker once the fleet ran this release.
+            self.log.info("switch_confirmed", previous=previous)
+            return
         current = Path(self.config.current_path)
         # Releases sit side by side: the one to go back to is a sibling of the running tree.
         target = Path(os.path.realpath(current)).parent / previous

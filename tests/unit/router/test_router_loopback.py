@@ -397,13 +397,13 @@ def test_an_unconfirmed_switch_is_undone_by_the_node_itself(router_factory, rele
 
 
 def test_a_confirmed_switch_stays(router_factory, releases):
-    router = router_factory("8.0.0", switch_confirm_s=1.0)
+    router = router_factory("8.0.0", switch_confirm_s=5.0)
     pending = Path(router.home) / "switch.pending"
     pending.write_text("7.1.0\n")
     router.signal(signal.SIGUSR2)
     router.wait_event("switch_unconfirmed", previous="7.1.0")
     pending.unlink()  # the fleet was verified: the deploy confirms
-    time.sleep(1.5)
+    router.wait_event("switch_confirmed", previous="7.1.0")  # the window's end finds it gone
     assert router.admin("GET", "/version")[1]["release"] == "8.0.0"
     assert not [e for e in router.events if e.get("event") == "switch_reverted"]
 
