@@ -397,7 +397,7 @@ def test_an_unconfirmed_switch_is_undone_by_the_node_itself(router_factory, rele
 
 
 def test_a_confirmed_switch_stays(router_factory, releases):
-    router = router_factory("8.0.0", switch_confirm_s=5.0)
+    router = router_factory("8.0.0", switch_confirm_s=8.0)
     pending = Path(router.home) / "switch.pending"
     pending.write_text("7.1.0\n")
     router.signal(signal.SIGUSR2)
