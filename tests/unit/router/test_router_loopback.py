@@ -398,12 +398,14 @@ def test_an_unconfirmed_switch_is_undone_by_the_node_itself(router_factory, rele
 
 def test_a_confirmed_switch_stays(router_factory, releases):
     router = router_factory("8.0.0", switch_confirm_s=8.0)
+    router.wait_event("started")  # past its start-up, where the marker would be its own switch's
+    since = len(router.events)
     pending = Path(router.home) / "switch.pending"
     pending.write_text("7.1.0\n")
     router.signal(signal.SIGUSR2)
-    router.wait_event("switch_unconfirmed", previous="7.1.0")
+    router.wait_event("switch_unconfirmed", since=since, previous="7.1.0")
     pending.unlink()  # the fleet was verified: the deploy confirms
-    router.wait_event("switch_confirmed", previous="7.1.0")  # the window's end finds it gone
+    router.wait_event("switch_confirmed", since=since, previous="7.1.0", timeout=20)
     assert router.admin("GET", "/version")[1]["release"] == "8.0.0"
     assert not [e for e in router.events if e.get("event") == "switch_reverted"]
 
@@ -413,9 +415,11 @@ def test_an_unconfirmed_flip_takes_no_order_until_the_deploy_opens_intake(router
     any pause having been asked for (a flip cut short before the switch leaves nothing paused);
     the deploy's resume, once the fleet runs the new tree, opens it."""
     router = router_factory("8.0.0", switch_confirm_s=30)
+    router.wait_event("started")  # past its start-up, where the marker would be its own switch's
+    since = len(router.events)
     (Path(router.home) / "switch.pending").write_text("7.1.0\n")
     router.signal(signal.SIGUSR2)
-    router.wait_event("switch_unconfirmed", previous="7.1.0")
+    router.wait_event("switch_unconfirmed", since=since, previous="7.1.0")
     assert router.admin("GET", "/version")[1]["intake"] == "paused"
     client = router.client()
     client.send(order("U-1"))
