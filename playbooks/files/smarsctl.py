@@ -493,6 +493,10 @@ def cmd_flip_start(
     if not urls:
         raise Failed("flip-start: no peers (a lone node flips with `flip`)")
     float(arm_timeout), float(timeout)  # numbers, checked before anything is handed over
+    # Whether the flip will switch this node, asked before it is handed over (the last node to
+    # arm switches at once): not when the node already runs the tree, a re-deploy of the
+    # running release, which changes nothing (its switch returns switched=False).
+    switches = current_release() != version or identity()["tree"] != tree
     stopped = _fresh_flip_dir()
     armed = _ready_standby(version, tree)
 
@@ -500,7 +504,12 @@ def cmd_flip_start(
         return _flip(version, tree, previous, armed, urls, epoch, arm_timeout, timeout)
 
     pid = _detach(lambda: _run_background(flip, begun_at))
-    return {"flipping": pid, "standby": armed.get("standby"), "stopped_earlier": stopped}
+    return {
+        "flipping": pid,
+        "standby": armed.get("standby"),
+        "stopped_earlier": stopped,
+        "switches": switches,
+    }
 
 
 def cmd_flip_wait(timeout: str) -> dict:

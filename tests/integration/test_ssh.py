@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -191,3 +192,105 @@ def test_a_deploy_against_a_wrong_pinned_host_key_is_refused_and_changes_no_node
     assert result["error"].startswith("smars-3: host key verification failed")
     assert {v["after"] for v in result["nodes"].values()} == {"7.1.0"}
     assert _node_state(ssh_lab) == before
+
+
+# -- tests/infra over ssh: the same verdicts as through docker ---------------------------------
+#: The suite's checks of what a node runs (the fleet-wide one names every node that differs):
+#: enough for the verdict, at a fraction of the whole suite's time.
+VERDICT = ["-k", "test_fleet or test_release"]
+
+
+def ssh_config(lab: Lab, path: Path) -> Path:
+    """An ssh_config naming each node as a host, with the lab's key and its known_hosts."""
+    keys = lab.ssh_keys
+    path.write_text(
+        "".join(
+            f"Host {node}\n  HostName 127.0.0.1\n  Port {port}\n"
+            f"  User {lab.settings.deploy_user}\n  IdentityFile {keys.deploy_key}\n"
+            f"  UserKnownHostsFile {keys.known_hosts}\n  StrictHostKeyChecking yes\n"
+            "  IdentitiesOnly yes\n  BatchMode yes\n"
+            for node, port in lab.ssh_ports().items()
+        )
+    )
+    return path
+
+
+def suite_over_ssh(lab: Lab, config: Path) -> subprocess.CompletedProcess:
+    """tests/infra through testinfra's ssh:// backend, the hosts of an ssh_config."""
+    hosts = ",".join(f"ssh://{node}" for node in lab.settings.node_names)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(lab.settings.checkout("tests", "infra")), *VERDICT,
+         f"--hosts={hosts}", f"--ssh-config={config}", "-p", "no:cacheprovider", "-q",
+         "-rfE", f"--rootdir={lab.settings.checkout('tests', 'infra')}"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def suite_over_ansible(lab: Lab, inventory: Path) -> subprocess.CompletedProcess:
+    """tests/infra through the ansible:// backend and the inventory: `knight verify`."""
+    return knight(lab, "verify", "--inventory", str(inventory), "--", *VERDICT)
+
+
+def test_tests_infra_passes_a_uniform_fleet_over_ssh_and_ansible(
+    ssh_lab: Lab, inventory: Path, tmp_path: Path
+):
+    ssh_lab.reset()
+    for done in (
+        suite_over_ssh(ssh_lab, ssh_config(ssh_lab, tmp_path / "ssh_config")),
+        suite_over_ansible(ssh_lab, inventory),
+    ):
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        # Every node was reached: the fleet test, and four release checks a node.
+        assert f"{1 + 4 * len(ssh_lab.settings.node_names)} passed" in done.stdout
+
+
+def test_tests_infra_fails_naming_the_node_an_unsafe_deploy_skipped_over_ssh_and_ansible(
+    ssh_lab: Lab, inventory: Path, tmp_path: Path
+):
+    ssh_lab.reset()
+    inv = ["--inventory", str(inventory)]
+    try:
+        done = knight(ssh_lab, "deploy", "8.0.0", "--skip", "smars-3", "--unsafe", *inv, "--json")
+        assert json.loads(done.stdout)["skipped"] == ["smars-3"], done.stderr
+        assert releases(ssh_lab, inventory)["smars-3"] == "7.1.0"
+        for done in (
+            suite_over_ssh(ssh_lab, ssh_config(ssh_lab, tmp_path / "ssh_config")),
+            suite_over_ansible(ssh_lab, inventory),
+        ):
+            assert done.returncode == 1, done.stdout[-3000:]
+            failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
+            assert any("test_fleet.py" in line for line in failed), failed
+            assert "smars-3" in done.stdout.split("fleet not uniform", 1)[1]
+    finally:
+        # The fleet put back on one release whatever the verdicts were.
+        knight(ssh_lab, "rollback", *inv, check=True)
+    assert releases(ssh_lab, inventory) == dict.fromkeys(ssh_lab.settings.node_names, "7.1.0")
+
+
+# -- the Molecule scenario (molecule/default) on the ssh lab ------------------------------------
+def test_molecule_converges_idempotently_and_verifies_on_the_ssh_lab(ssh_lab: Lab, inventory: Path):
+    ssh_lab.reset()
+    root = ssh_lab.settings.checkout()
+    env = {
+        **os.environ,
+        "KNIGHT_LAB": ssh_lab.settings.lab,
+        "KNIGHT_INVENTORY": str(inventory),
+        "KNIGHT_RELEASE": "8.0.0",
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        "NO_COLOR": "1",
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    try:
+        done = subprocess.run(
+            [os.path.join(os.path.dirname(sys.executable), "molecule"), "test"],
+            cwd=root, env=env, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, out[-4000:]
+        for action in ("syntax", "converge", "idempotence", "verify"):
+            assert re.search(rf"\b{action}\b[^\n]*Executed: Successful", out), action
+        assert "Idempotence test failed" not in out
+        assert re.search(r"actions=4\s+successful=4\s.*failed=0", out), out[-1000:]
+        assert releases(ssh_lab, inventory) == dict.fromkeys(ssh_lab.settings.node_names, "8.0.0")
+    finally:
+        knight(ssh_lab, "rollback", "--inventory", str(inventory), check=True)

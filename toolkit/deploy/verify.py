@@ -14,7 +14,7 @@ from toolkit.lab.lab import Lab
 from .fleet import Fleet, as_fleet
 from .operations import check_version
 
-__all__ = ["VerifyResult", "verify"]
+__all__ = ["VerifyResult", "testinfra_env", "verify"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,22 @@ class VerifyResult:
     ok: bool
     returncode: int
     command: list[str]
+
+
+def testinfra_env(fleet: Fleet) -> dict[str, str]:
+    """The environment testinfra's ansible backend reaches the fleet with. Over ssh it runs one
+    `ssh` per command and, with no ControlPath, opens a connection for each (the suite runs
+    some fifteen commands a node): its extra arguments name the fleet's own ControlPersist
+    folder, the one Ansible uses, so it keeps one connection per node as a deploy does, never
+    one opened under other pinned host keys. The inventory's own ssh options come first, so
+    host keys stay checked against its known_hosts."""
+    env = fleet.ansible_env()
+    folder = env["ANSIBLE_SSH_CONTROL_PATH_DIR"]
+    return env | {
+        "ANSIBLE_SSH_EXTRA_ARGS": (
+            f"-o ControlMaster=auto -o ControlPersist=60s -o ControlPath={folder}/t-%C"
+        )
+    }
 
 
 def verify(
@@ -54,6 +70,6 @@ def verify(
     if release:
         command.append(f"--expect-release={release}")
     command += extra or []
-    env = {**os.environ, **fleet.ansible_env()}
+    env = {**os.environ, **testinfra_env(fleet)}
     done = subprocess.run(command, cwd=fleet.settings.root, check=False, env=env)
     return VerifyResult(done.returncode == 0, done.returncode, command)
