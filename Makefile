@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 TEST_LAB ?= knight-test
 
 
-.PHONY: promtool
+.PHONY: promtool molecule
 .PHONY: chaos-skipped-node chaos-reused-flag chaos-rollback chaos knightmare matrix report
 .PHONY: help setup image releases lab lab-down status load deploy rollback verify faults bench test test-unit test-integration lint format clean demo staging staging-down
 
@@ -70,6 +70,11 @@ staging: image ## The ssh lab (STAGING_LAB, sshd in every node) and its inventor
 
 staging-down: $(STAMP) ## Remove the staging lab and its keys
 	KNIGHT_LAB=$(STAGING_LAB) $(KNIGHT) lab down
+
+# Molecule's scenario (molecule/default: converge = deploy.yml, idempotence, verify = tests/infra)
+# on a fleet that exists: INVENTORY, or the staging lab's when none is given.
+molecule: $(if $(INVENTORY),$(STAMP),staging) ## molecule test of the playbooks on an ssh fleet (INVENTORY=..., default the staging lab)
+	PATH=$(CURDIR)/$(BIN):$$PATH KNIGHT_INVENTORY=$(or $(INVENTORY),$(STAGING_INVENTORY)) KNIGHT_RELEASE=$(VERSION) $(BIN)/molecule test
 
 FAULTS ?= 100
 SEED ?= 2012
