@@ -275,10 +275,12 @@ def lab_reset() -> None:
 def lab_halt_all(as_json: bool) -> None:
     """Undo every chaos fault in the lab (paused, stopped or killed nodes, partitions, network
     delays, damaged staged releases), found from Docker's state: works after the process that
-    injected them died."""
+    injected them died; and end every load generator still sending (a run's background load)."""
     from .chaos.kinds import halt_all
+    from .lab.load import stop_loads
 
-    undone = halt_all(_lab())
+    lab_ = _lab()
+    undone = halt_all(lab_) | {"load": stop_loads(lab_)}
     if as_json:
         _emit_json(undone)
         return

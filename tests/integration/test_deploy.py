@@ -97,6 +97,7 @@ def test_guarded_deploy_under_load_loses_no_order_and_never_interleaves_releases
         assert "load" not in outcome, "the load ended before it was asked to"
 
     spec = LoadSpec(rate=300, duration_s=600, qty=200, drain_s=8, prefix="deployload")
+
     def send() -> None:
         try:
             outcome["load"] = run_load(baseline, spec, progress)
