@@ -797,6 +797,43 @@ def _print_run(result) -> None:
     out.print(f"journal: {result.path}", highlight=False)
 
 
+@experiment.command("export")
+@click.argument("ident", metavar="ID|FILE")
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["chaostoolkit"]),
+    required=True,
+    help="The format: chaostoolkit (a Chaos Toolkit experiment, JSON).",
+)
+@_MODE
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a parameter (repeat).")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write it here (default: standard output).",
+)
+def experiment_export(
+    ident: str, to: str, mode: str, sets: tuple[str, ...], out_path: Path | None
+) -> None:
+    """Write an experiment as a Chaos Toolkit experiment to run with `chaos run` (its
+    parameters are the configuration: `chaos run --var node=smars-3` sets one)."""
+    from .chaostoolkit.export import export_experiment
+    from .experiments.loader import load_experiment, parse_sets
+
+    doc = export_experiment(load_experiment(ident, parse_sets(sets)), mode, to)
+    text = json.dumps(doc, indent=2) + "\n"
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out_path.write_text(text)
+    except OSError as exc:
+        raise click.UsageError(f"--out {out_path}: {exc.strerror}") from None
+    err.print(f"wrote {escape(str(out_path))}", highlight=False)
+
+
 @experiment.command("matrix")
 @click.option(
     "--experiments",

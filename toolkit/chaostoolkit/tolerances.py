@@ -10,6 +10,7 @@ from toolkit.experiments.model import Probe
 __all__ = ["holds"]
 
 
-def holds(value: Any, probe: str, tolerance: Any) -> bool:
-    """Whether `value`, read by the knight probe `probe`, is within `tolerance`."""
+def holds(probe: str, tolerance: Any, value: Any = None) -> bool:
+    """Whether `value`, read by the knight probe `probe`, is within `tolerance` (chaoslib adds
+    `value` when it runs the tolerance; it has a default so `chaos validate` accepts the call)."""
     return Probe(probe, tolerance).holds(value)
