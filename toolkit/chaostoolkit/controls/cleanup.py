@@ -63,6 +63,7 @@ def knight_extension(lab: Any, configuration: dict[str, Any]) -> dict[str, Any]:
         "mode": configuration.get("knight_mode"),
         "guards_config": configuration.get(GUARDS_KEY),
         "guards": notes.get("guards"),
+        "venue_started_at": started,
         "outcome": measured_outcome(lab),
         "series": venue_series(lab, started, INTERVAL_S),
     }
