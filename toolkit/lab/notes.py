@@ -62,6 +62,8 @@ def clear_notes(settings: Settings) -> None:
 def begin_run(lab: Lab) -> list[str]:
     """A new run of the lab begins: no load generator still sending, no account of an earlier
     run's loads, no notes. The prefixes of the loads that were still sending."""
-    stopped = clear_loads(lab)
+    # A lab without its client (down, or half up) has no load to end: the reset brings it up.
+    client = lab.engine.get(lab.settings.container("client"))
+    stopped = clear_loads(lab) if client is not None and client.status == "running" else []
     clear_notes(lab.settings)
     return stopped
