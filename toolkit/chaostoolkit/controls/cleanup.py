@@ -13,6 +13,7 @@ from toolkit.experiments.activities.load import close_loads
 from toolkit.experiments.context import GUARDS_KEY
 from toolkit.experiments.context import context as knight_context
 from toolkit.experiments.measure import measured_outcome, venue_series
+from toolkit.lab.lab import Lab
 from toolkit.lab.load import stop_loads
 from toolkit.lab.notes import read_notes
 
@@ -53,7 +54,7 @@ def after_experiment_control(
     state.setdefault("extensions", []).append(entry)
 
 
-def knight_extension(lab: Any, configuration: dict[str, Any]) -> dict[str, Any]:
+def knight_extension(lab: Lab, configuration: dict[str, Any]) -> dict[str, Any]:
     """The journal's `knight` entry: experiment, mode, guards, outcome and series."""
     notes = read_notes(lab.settings)
     started = notes.get("venue_started_at")

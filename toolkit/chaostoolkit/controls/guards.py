@@ -1,11 +1,17 @@
 """The `guards` control: before a Chaos Toolkit experiment, the lab it names is held for it and
-reset to its baseline with the configuration's guards, as knight's own runner starts a run."""
+reset to its baseline with the configuration's guards, as knight's own runner starts a run.
+
+The Chaos Toolkit logs a control's error at debug level and goes on; an experiment must not run
+with guards it did not ask for, so any failure here interrupts it (InterruptExecution: the
+rollbacks still run), saying why in one line."""
 
 from __future__ import annotations
 
 import threading
 from contextlib import ExitStack
 from typing import Any
+
+from chaoslib.exceptions import InterruptExecution
 
 from toolkit.chaos.kinds import halt_all
 from toolkit.experiments.context import context as knight_context
@@ -22,10 +28,18 @@ def before_experiment_control(
     context: dict[str, Any], configuration: dict[str, Any] | None = None, **kwargs: Any
 ) -> None:
     """Hold the lab, end what an earlier run left (faults, loads), reset it with the guards."""
+    try:
+        _prepare(str(context.get("title", "")), configuration)
+    except Exception as exc:
+        _release()
+        raise InterruptExecution(f"knight could not prepare the lab: {exc}") from None
+
+
+def _prepare(title: str, configuration: dict[str, Any] | None) -> None:
     ctx = knight_context(configuration)
     lab = ctx.lab
     with _holding:
-        _held.enter_context(lab.exclusive(f"chaos run {context.get('title', '')!r}"))
+        _held.enter_context(lab.exclusive(f"chaos run {title!r}"))
     halt_all(lab)
     begin_run(lab)
     lab.reset(ctx.guards)

@@ -1,12 +1,15 @@
-"""The refusal control: a refused method step stops the method (its later knight actions become
+"""The controls. Refusal: a refused method step stops the method (its later knight actions become
 `skipped`, the close of the market excepted); a step named in `continue_after` lets it go on;
-the rollbacks always run."""
+the rollbacks always run. Guards: a lab it cannot prepare interrupts the experiment."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from toolkit.chaostoolkit.controls import refusal
+import pytest
+from chaoslib.exceptions import InterruptExecution
+
+from toolkit.chaostoolkit.controls import guards, refusal
 
 ACTIONS = "toolkit.chaostoolkit.actions"
 
@@ -67,3 +70,13 @@ def test_a_new_experiment_starts_unstopped():
     refusal.before_experiment_control({})
     refusal.before_method_control({})
     assert _play([(_action("method-1-flag", "flag"), "done")]) == ["flag"]
+
+
+def test_a_guards_control_that_cannot_prepare_the_lab_interrupts_the_experiment():
+    """chaoslib only logs a control's ordinary error and runs on: the guards control must not
+    let an experiment run with guards it did not ask for."""
+    config = {"knight_lab": "kctk-unit-no-lab", "knight_guards": "atomik"}
+    with pytest.raises(
+        InterruptExecution, match=r"knight could not prepare the lab: .*unknown guard 'atomik'"
+    ):
+        guards.before_experiment_control({"title": "t"}, configuration=config)
