@@ -338,10 +338,12 @@ def lab_reset() -> None:
 def lab_halt_all(as_json: bool) -> None:
     """Undo every chaos fault in the lab (paused, stopped or killed nodes, partitions, network
     delays, damaged staged releases), found from Docker's state: works after the process that
-    injected them died."""
+    injected them died; and end every load generator still sending (a run's background load)."""
     from .chaos.kinds import halt_all
+    from .lab.load import stop_loads
 
-    undone = halt_all(_lab())
+    lab_ = _lab()
+    undone = halt_all(lab_) | {"load": stop_loads(lab_)}
     if as_json:
         _emit_json(undone)
         return
@@ -871,6 +873,43 @@ def _print_run(result) -> None:
     if met is not None:
         out.print(f"expectations {'met' if met else '[red]NOT met[/red]'}")
     out.print(f"journal: {result.path}", highlight=False)
+
+
+@experiment.command("export")
+@click.argument("ident", metavar="ID|FILE")
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["chaostoolkit"]),
+    required=True,
+    help="The format: chaostoolkit (a Chaos Toolkit experiment, JSON).",
+)
+@_MODE
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a parameter (repeat).")
+@click.option(
+    "--out",
+    "out_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write it here (default: standard output).",
+)
+def experiment_export(
+    ident: str, to: str, mode: str, sets: tuple[str, ...], out_path: Path | None
+) -> None:
+    """Write an experiment as a Chaos Toolkit experiment to run with `chaos run` (its
+    parameters are the configuration: `chaos run --var node=smars-3` sets one)."""
+    from .chaostoolkit.export import export_experiment
+    from .experiments.loader import load_experiment, parse_sets
+
+    doc = export_experiment(load_experiment(ident, parse_sets(sets)), mode, to)
+    text = json.dumps(doc, indent=2) + "\n"
+    if out_path is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out_path.write_text(text)
+    except OSError as exc:
+        raise click.UsageError(f"--out {out_path}: {exc.strerror}") from None
+    err.print(f"wrote {escape(str(out_path))}", highlight=False)
 
 
 @experiment.command("matrix")

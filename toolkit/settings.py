@@ -9,12 +9,20 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import ConfigError
 
-__all__ = ["LABEL", "TRANSPORTS", "Settings", "default_forks", "load_settings", "node_key"]
+__all__ = [
+    "LABEL",
+    "TRANSPORTS",
+    "Settings",
+    "default_forks",
+    "load_settings",
+    "node_key",
+    "settings_for_lab",
+]
 
 #: Label carried by every container, network and volume of a lab; its value is the lab's name.
 LABEL = "knight.lab"
@@ -126,6 +134,13 @@ class Settings:
         return Path(tempfile.gettempdir()) / f"knight-ssh-{os.getuid()}"
 
     @property
+    def notes_path(self) -> Path:
+        """The lab's run notes (toolkit/lab/notes.py): what one step of a run leaves for the
+        next when they may run in different processes (a `chaos run`, `knight lab halt-all`).
+        Beside the lock, machine-wide, for the same reason."""
+        return self.lock_path.with_name(f"{self.lab}.notes.json")
+
+    @property
     def node_names(self) -> list[str]:
         return [f"smars-{i}" for i in range(1, self.nodes + 1)]
 
@@ -179,6 +194,16 @@ def load_settings() -> Settings:
         base_image_override=env.get("BASE_IMAGE") or None,
         venue_cap=_int_env("KNIGHT_VENUE_CAP", 500_000, 1_000, 50_000_000),
     )
+
+
+def settings_for_lab(name: object) -> Settings:
+    """The settings of the lab named `name` (the environment's for everything else): how a
+    caller that names its lab in data (the Chaos Toolkit's configuration) gets its settings."""
+    if not isinstance(name, str) or not _LAB_NAME.fullmatch(name):
+        raise ConfigError(
+            f"lab name {name!r}: use 1-32 of a-z, 0-9 and '-', starting with a letter"
+        )
+    return replace(load_settings(), lab=name)
 
 
 def node_key(name: str) -> tuple[int, str]:

@@ -88,6 +88,8 @@ class Config:
     drain: float = 5.0
     progress: bool = False
     attempts: int = 20
+    #: Where the result is also written when the run ends (`--account`).
+    account: str | None = None
     connect_timeout: float = 3.0
     stall: float = 10.0  # --count: end the send phase when no order could leave for this long
 
@@ -933,6 +935,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
     parser.add_argument("--drain", type=float, default=5.0, help="seconds to wait for answers")
     parser.add_argument("--attempts", type=positive_int, default=20, help="sends per order, max")
     parser.add_argument("--progress", action="store_true", help="one JSON line/s on stderr")
+    parser.add_argument(
+        "--account",
+        metavar="PATH",
+        help="also write the result to PATH (whole or not at all), for a reader in another process",
+    )
     args = parser.parse_args(argv)
 
     if not args.target:
@@ -978,6 +985,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         drain=args.drain,
         progress=args.progress,
         attempts=args.attempts,
+        account=args.account,
     )
 
 
@@ -991,9 +999,23 @@ async def run(config: Config) -> dict:
     return await gen.run()
 
 
+def write_account(path: str, doc: dict) -> None:
+    """Write the account to `path` through a temporary file and a rename: a reader in another
+    process (the toolkit, after `docker exec` returned or from a later command) sees all of
+    it or none of it."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as fh:
+        fh.write(json.dumps(doc) + "\n")
+    os.replace(tmp, path)
+
+
 def main(argv: list[str] | None = None) -> int:
     config = parse_args(argv)
     result = asyncio.run(run(config))
+    if config.account:
+        write_account(config.account, {"prefix": config.prefix, **result})
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     if not invariant_holds(result):

@@ -21,12 +21,16 @@ from toolkit.errors import KnightError
 from toolkit.guards.sets import GuardSet
 from toolkit.interrupts import deferred
 from toolkit.lab.lab import Lab
+from toolkit.lab.notes import begin_run
 from toolkit.monitor import Monitor, MonitorResult, watch
 
 from .activities import ACTIVITY_ACTS, StepOutcome
+from .activities.load import close_loads
+from .context import bound
 from .journal import Journal, Outcome, ProbeResult, exit_code
 from .model import Activity, Expectations, Experiment, Probe
-from .state import RunState, close_market, undo_fault
+from .probes import PROBE_FUNCTIONS, RUNAWAY_SHARES
+from .state import RunState, undo_fault
 
 __all__ = ["RunResult", "run_experiment"]
 
@@ -34,8 +38,6 @@ __all__ = ["RunResult", "run_experiment"]
 SAMPLE_S = 0.5
 #: A venue whose admin API has not answered for this long aborts the run.
 VENUE_SILENT_S = 3.0
-#: A node with this many excess shares or more is a runaway node.
-RUNAWAY_SHARES = 1
 
 
 @dataclass
@@ -143,6 +145,14 @@ def _run(
         experiment.id, mode, guards.to_json(), experiment.parameters, interval_s=SAMPLE_S
     )
     run = RunState(lab, experiment, guards, journal, say or (lambda _m: None))
+    # The activities are called with the run's configuration; this gives them its lab, its
+    # stop event and its journal.
+    with bound(run.context()):
+        return _bound_run(run, mode, journal_path)
+
+
+def _bound_run(run: RunState, mode: str, journal_path: Path | None) -> RunResult:
+    experiment, journal = run.experiment, run.journal
     observers = _Observers()
     status = "completed"
     try:
@@ -175,8 +185,9 @@ def _start(run: RunState, observers: _Observers) -> None:
     run.event(
         "start", None, f"{run.experiment.title} ({run.journal.mode}, guards {guards.label()})"
     )
-    # A fault left behind by a run that crashed would break this one: undo them all first.
+    # A fault or a load left behind by a run that crashed would break this one: end them first.
     halt_all(lab)
+    begin_run(lab)
     lab.reset(guards)
     lab.wait_healthy(timeout=30)
     run.event("reset", None, f"every node on {lab.catalog.baseline}, guards {guards.label()}")
@@ -240,6 +251,12 @@ def _wind_down(run: RunState, observers: _Observers) -> bool:
             if what in ctrl_c:
                 run.event("interrupted", None, f"Ctrl-C during {what}: it went on to its end")
     return interrupted or bool(ctrl_c)
+
+
+def close_market(run: RunState) -> bool:
+    """End every load that runs until the market closes, and wait for their accounts; False
+    when the market was not open."""
+    return close_loads(run.context()) is not None
 
 
 def _close_at_end(run: RunState) -> None:
@@ -343,14 +360,7 @@ def _rollbacks(run: RunState) -> bool:
 
 # -- observations ---------------------------------------------------------------------------------
 def _probe(run: RunState, probes: tuple[Probe, ...], phase: str) -> list[ProbeResult]:
-    status = run.lab.status()
-    stats = run.lab.venue_admin().get("/stats")
-    values = {
-        "fleet_uniform": {n.name: n.release for n in status.nodes},
-        "nodes_healthy": sum(not n.healthy for n in status.nodes),
-        "excess_shares": stats.get("excess_shares", 0),
-        "orders_lost": sum(r.unanswered for r in run.loads) + len(run.load_errors),
-    }
+    values = {p.name: PROBE_FUNCTIONS[p.name](configuration=run.configuration) for p in probes}
     results = []
     for probe in probes:
         value = values[probe.name]

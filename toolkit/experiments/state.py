@@ -1,8 +1,9 @@
 """What the steps of one run share (`RunState`): the lab, the guards, the journal, the work left
 running in the background and the faults still to undo; and `undo_fault`.
 
-The activities act on a RunState, so this module imports no activity (nor the loaded experiment
-at run time: `Experiment` is only a type here).
+A RunState is the recorder of knight's own run (toolkit/experiments/context.py): the activities
+are plain functions that tell it what they did, and it puts that in the journal. This module
+imports no activity (nor the loaded experiment at run time: `Experiment` is only a type here).
 """
 
 from __future__ import annotations
@@ -11,23 +12,20 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from toolkit.chaos.fault import Fault
-from toolkit.errors import KnightError
 from toolkit.guards.sets import GuardSet
 from toolkit.lab.lab import Lab
-from toolkit.lab.load import LoadResult, stop_load
+from toolkit.lab.load import LoadResult
 
+from .context import Context, Recorder, configuration_for
 from .journal import Journal
 
 if TYPE_CHECKING:
     from .model import Experiment
 
-__all__ = ["CLOSE_TIMEOUT_S", "RunState", "close_market", "undo_fault"]
-
-#: How long the market may take to close: every open load generator stopped and accounted for.
-CLOSE_TIMEOUT_S = 60.0
+__all__ = ["RunState", "undo_fault"]
 
 
 @dataclass
@@ -45,12 +43,18 @@ class RunState:
     load_errors: list[str] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     kill_times: list[float] = field(default_factory=list)
-    deploying: str | None = None
-    #: Loads that run until the market closes (an `open` without a duration): their
-    #: load generators' prefixes and threads, ended by `close_market`.
-    open_loads: dict[str, threading.Thread] = field(default_factory=dict)
     #: "method" or "rollbacks": a kill switch thrown by a rollback is cleanup, not a response.
     phase: str = "method"
+
+    @property
+    def configuration(self) -> dict[str, Any]:
+        """What the run's activities are called with: its lab and its guards."""
+        return configuration_for(self.lab, self.guards)
+
+    def context(self) -> Context:
+        """The context the run binds for its activities: its lab, its guards, its stop event,
+        and itself as the recorder."""
+        return Context(self.lab, self.guards, self.stop, self)
 
     def event(self, kind: str, node: str | None, detail: str) -> None:
         """Record it in the journal and show it: nothing is shown that is not recorded."""
@@ -73,32 +77,38 @@ class RunState:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.background = [t for t in self.background if t.is_alive()]
 
+    # -- what the activities tell the run (context.Recorder) ---------------------------------
+    def mark_fault(self) -> None:
+        """The first flag turned on or fault injected: times to detect and kill count from it."""
+        if self.journal.fault_t is None:
+            self.journal.mark_fault()
 
-def undo_fault(run: RunState, fault: Fault) -> None:
-    """Undo `fault`, with a journal event either way."""
+    def killed(self) -> None:
+        if self.phase == "method":
+            self.kill_times.append(self.journal.elapsed())
+
+    def until_end(self, fault: Fault) -> None:
+        self.faults.append(fault)
+
+    def load_account(self, what: str, result: LoadResult) -> None:
+        self.loads.append(result)
+        self.event(
+            f"{what}_done",
+            None,
+            f"{result.sent} parent orders: {result.filled} filled, {result.cancelled} "
+            f"cancelled, {result.rejected} rejected, {result.working} working, "
+            f"{result.unanswered} unanswered",
+        )
+
+    def load_error(self, what: str, error: str) -> None:
+        self.load_errors.append(error)
+        self.event("error", None, f"{what}: {error}")
+
+
+def undo_fault(recorder: Recorder, fault: Fault) -> None:
+    """Undo `fault`, with an event either way (in the journal, for knight's run)."""
     try:
         fault.undo()
-        run.event("fault_undone", fault.node, fault.NAME)
+        recorder.event("fault_undone", fault.node, fault.NAME)
     except Exception as exc:  # a Docker error must not stop the journal from being written
-        run.event("error", fault.node, f"undo {fault.NAME}: {exc}")
-
-
-def close_market(run: RunState) -> bool:
-    """End every load that runs until the market closes, and wait for their accounts; False
-    when the market was not open. A load generator may not have started yet when this is
-    called, so it is asked to stop until its thread is done (its account then comes in as for
-    any load)."""
-    if not run.open_loads:
-        return False
-    deadline = time.monotonic() + CLOSE_TIMEOUT_S
-    pending = dict(run.open_loads)
-    while pending and time.monotonic() < deadline:
-        for prefix, thread in list(pending.items()):
-            stop_load(run.lab, prefix)
-            thread.join(timeout=0.5)
-            if not thread.is_alive():
-                del pending[prefix]
-    run.open_loads.clear()
-    if pending:
-        raise KnightError(f"the market did not close: {', '.join(pending)} still sending")
-    return True
+        recorder.event("error", fault.node, f"undo {fault.NAME}: {exc}")

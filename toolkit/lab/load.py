@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,11 +15,34 @@ from toolkit.errors import LabError
 
 from .lab import Lab
 
-__all__ = ["LoadResult", "LoadSpec", "run_echo", "run_load", "stop_load"]
+__all__ = [
+    "LOADS_DIR",
+    "LoadResult",
+    "LoadSpec",
+    "account_path",
+    "clear_loads",
+    "read_accounts",
+    "run_echo",
+    "run_load",
+    "running_loads",
+    "stop_load",
+    "stop_loads",
+]
 
 
 #: A load's parent-order id prefix: what `stop_load` finds its load generator by.
 _PREFIX = re.compile(r"[a-z][a-z0-9_]{0,31}")
+#: Where, in the client container, each load generator writes its account when it ends
+#: (`<prefix>.json`): a process other than the one that started it (a `chaos run`, a later
+#: command) finds every load of the venue's run there.
+LOADS_DIR = "/var/lib/smars/loads"
+
+
+def account_path(prefix: str) -> str:
+    """The client-container path of the account of the load with `prefix`."""
+    if not _PREFIX.fullmatch(prefix):
+        raise LabError(f"not a load prefix: {prefix!r}")
+    return f"{LOADS_DIR}/{prefix}.json"
 
 
 @dataclass(frozen=True)
@@ -35,6 +59,8 @@ class LoadSpec:
     drain_s: float = 5.0
     seed: int = 1
     prefix: str | None = None
+    #: Also write the account into LOADS_DIR (needs a prefix): readable by `read_accounts`.
+    keep_account: bool = False
 
     def argv(self, targets: list[str]) -> list[str]:
         args = ["loadgen", "--rate", str(self.rate), "--rlp-share", str(self.rlp_share)]
@@ -46,6 +72,8 @@ class LoadSpec:
             args += ["--duration", str(self.duration_s)]
         if self.prefix:
             args += ["--prefix", self.prefix]
+            if self.keep_account:
+                args += ["--account", account_path(self.prefix)]
         for t in targets:
             args += ["--target", t]
         return args
@@ -144,6 +172,54 @@ def stop_load(lab: Lab, prefix: str) -> bool:
     pattern = f"market[.]loadgen .*--prefix {prefix}( |$)"
     code, _ = lab.engine.exec(lab.client_container(), ["pkill", "-TERM", "-f", pattern])
     return code == 0
+
+
+def running_loads(lab: Lab) -> list[str]:
+    """The prefixes of the load generators running in the client container now."""
+    code, out = lab.engine.exec(lab.client_container(), ["pgrep", "-af", "market[.]loadgen"])
+    if code not in (0, 1):  # 1: none runs
+        raise LabError(f"cannot list the load generators: {out.strip()[-300:]}")
+    found = re.findall(r"--prefix ([a-z][a-z0-9_]{0,31})(?: |$)", out, flags=re.MULTILINE)
+    return sorted(set(found))
+
+
+def read_accounts(lab: Lab) -> dict[str, LoadResult]:
+    """prefix -> account of every load that ended and kept its account (LOADS_DIR)."""
+    script = f'for f in {LOADS_DIR}/*.json; do [ -f "$f" ] && cat "$f"; done; true'
+    code, out = lab.engine.exec(lab.client_container(), ["sh", "-c", script])
+    if code != 0:
+        raise LabError(f"cannot read the load accounts: {out.strip()[-300:]}")
+    accounts: dict[str, LoadResult] = {}
+    for line in out.splitlines():
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue  # a half-written file cannot be: the load generator renames it whole
+        if isinstance(doc, dict) and isinstance(doc.get("prefix"), str):
+            accounts[doc["prefix"]] = LoadResult.from_json(doc)
+    return accounts
+
+
+def stop_loads(lab: Lab, timeout: float = 30.0) -> list[str]:
+    """End every load generator of the client container (each drains and keeps its account, as
+    when its time is up); the prefixes that were still sending."""
+    running = pending = running_loads(lab)
+    deadline = time.monotonic() + timeout
+    while pending:
+        if time.monotonic() > deadline:
+            raise LabError(f"load generators still sending: {', '.join(pending)}")
+        lab.engine.exec(lab.client_container(), ["pkill", "-TERM", "-f", "market[.]loadgen"])
+        time.sleep(0.2)
+        pending = running_loads(lab)
+    return running
+
+
+def clear_loads(lab: Lab) -> list[str]:
+    """End every load generator and forget every kept account: a new venue run starts with no
+    load. The prefixes that were still sending."""
+    running = stop_loads(lab)
+    lab.engine.exec(lab.client_container(), ["rm", "-rf", LOADS_DIR])
+    return running
 
 
 def run_echo(lab: Lab, count: int = 200_000, window: int = 256) -> dict[str, Any]:

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import KnightError
-from toolkit.experiments.journal import read_journal
 from toolkit.settings import load_settings
 
 from .format import fmt_int, fmt_seconds, fmt_usd, runaway_text
-from .journals import JournalRun
+from .journals import JournalRun, read_run
 from .markdown import MATRIX_SETS, index_page, run_page
 from .plot import plot_run
 
@@ -80,7 +79,7 @@ def _read_all(journals_dir: Path) -> tuple[list[JournalRun], list[tuple[Path, st
     runs, skipped = [], []
     for path in sorted(Path(journals_dir).glob("*.json")):
         try:
-            runs.append(JournalRun(path, read_journal(path)))
+            runs.append(JournalRun(path, read_run(path)))
         except KnightError as exc:
             skipped.append((path, str(exc).removeprefix(f"{path}: ")))
     return runs, skipped

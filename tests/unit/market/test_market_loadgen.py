@@ -520,3 +520,14 @@ def test_a_router_at_its_connection_cap_is_not_hammered_with_reconnects() -> Non
     assert len(seen) == 4
     gaps = [b - a for a, b in itertools.pairwise(seen)]
     assert all(gap >= 0.04 for gap in gaps), gaps  # never at once
+
+
+def test_the_account_file_holds_the_printed_result_and_the_prefix(tmp_path) -> None:
+    """`--account PATH`: another process reads the same result from a file, whole."""
+    from market.loadgen import write_account
+
+    path = tmp_path / "loads" / "open_ab12.json"
+    write_account(str(path), {"prefix": "open_ab12", "sent": 3, "unanswered": 0})
+    assert json.loads(path.read_text()) == {"prefix": "open_ab12", "sent": 3, "unanswered": 0}
+    assert [p.name for p in path.parent.iterdir()] == ["open_ab12.json"]  # no temporary left
+    assert parse_args(["--target", "h:1", "--account", str(path)]).account == str(path)

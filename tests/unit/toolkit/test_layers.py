@@ -11,7 +11,8 @@ import pytest
 
 TOOLKIT = Path(__file__).resolve().parents[3] / "toolkit"
 
-#: Lowest first. monitor and chaos share a rank and do not import each other.
+#: Lowest first. monitor and chaos share a rank and do not import each other; so do report
+#: and chaostoolkit.
 LAYERS = {
     "errors": 0,
     "settings": 0,
@@ -26,7 +27,10 @@ LAYERS = {
     "chaos": 5,
     "experiments": 6,
     "report": 7,
+    "chaostoolkit": 7,
     "cli": 8,
+    # The package itself: its version, and the Chaos Toolkit's `discover` entry point.
+    "__init__": 8,
 }
 
 

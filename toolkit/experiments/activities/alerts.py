@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.experiments.state import RunState
+from toolkit.experiments.context import context
 
-from .schema import REQUIRED, Arg, Spec, StepOutcome, integer, node, text
+from .call import activity, done
+from .schema import REQUIRED, Arg, Spec, integer, node, text
 
 SPEC = Spec(
     name="alerts",
@@ -23,28 +24,34 @@ SPEC = Spec(
 )
 
 
-def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
+@activity(SPEC)
+def alerts(
+    count: int,
+    text: str = "Power Peg disabled",
+    node: str | None = None,
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The pre-open messages. In 2012 they came from SMARS before the open, about Power Peg,
     because the launch configuration met the old code. Here: the fleet's flags file is pushed
     with flag_7 declared as RLP (still off), and each node re-reads it `count` times; a node
     whose code gives flag_7 another meaning logs an error each time (smars_errors_total), which
     the monitor sees as an error burst. Nodes whose code agrees say nothing."""
-    lab = run.lab
-    targets = [args["node"]] if args["node"] else lab.settings.node_names
+    lab = context(configuration).lab
+    targets = [node] if node else lab.settings.node_names
     flags = lab.baseline_flags()
     flags["flag_7"] = {"value": False, "meaning": "rlp"}
     loud = []
     for name in targets:
         admin = lab.node_admin(name)
         lab.set_flags(name, flags)
-        for _ in range(args["count"] - 1):
+        for _ in range(count - 1):
             admin.post("/reload")
         version = admin.get("/version")
         code = (version.get("flags", {}).get("flag_7") or {}).get("code_meaning")
         if code not in (None, "rlp"):
             loud.append(name)
-    return StepOutcome(
-        "done",
-        f"{args['text']!r} x{args['count']} from {', '.join(loud) or 'no node'} "
-        f"(flag_7 declared rlp, off)",
+    return done(
+        SPEC.name,
+        f"{text!r} x{count} from {', '.join(loud) or 'no node'} (flag_7 declared rlp, off)",
     )

@@ -7,14 +7,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.experiments.state import RunState, close_market
+from toolkit.experiments.context import context
 
-from .schema import Spec, StepOutcome
+from .call import activity, done
+from .load import close_loads
+from .schema import Spec
 
 SPEC = Spec(name="close", summary="Close the market: the open's parent orders stop.")
 
 
-def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
-    if not close_market(run):
-        return StepOutcome("done", "the market was not open")
-    return StepOutcome("done", "no more parent orders")
+@activity(SPEC)
+def close_market(
+    configuration: dict[str, Any] | None = None, secrets: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """End every load an `open` started (in this process or another) and collect its account."""
+    closed = close_loads(context(configuration))
+    if closed is None:
+        return done(SPEC.name, "the market was not open", closed=[])
+    return done(SPEC.name, "no more parent orders", closed=closed)

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.deploy.operations import deploy
+from toolkit.deploy import operations
+from toolkit.errors import KnightError
+from toolkit.experiments.context import context
 from toolkit.experiments.rollout import deploy_targets
-from toolkit.experiments.state import RunState
+from toolkit.lab.notes import update_notes
 
+from .call import activity, done, refused
 from .schema import (
     REQUIRED,
     Arg,
     ArgError,
     Context,
     Spec,
-    StepOutcome,
     check_skip_apart_from_nodes,
     choice,
     integer,
@@ -57,35 +59,47 @@ SPEC = Spec(
 )
 
 
-def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
+@activity(SPEC)
+def deploy(
+    release: str,
+    skip: tuple[str, ...] | list[str] = (),
+    nodes: tuple[str, ...] | list[str] | None = None,
+    mode: str = "manual",
+    start_at: str | None = None,
+    end_at: str | None = None,
+    stop_after: int | None = None,
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """With the atomic guard: one all-or-none deploy of the whole fleet (a skipped node makes it
     a partial fleet, refused; a rollout stopped half way cannot happen). Without it: the nodes
     this step reaches, one after another, as the file says."""
-    release = args["release"]
-    lab = run.lab
+    ctx = context(configuration)
+    lab, guards = ctx.lab, ctx.guards
+    args = {"skip": skip, "nodes": nodes, "mode": mode, "start_at": start_at}
+    args |= {"end_at": end_at, "stop_after": stop_after, "release": release}
     running = {n.name: n.release for n in lab.status().nodes}
-    run.deploying = release
-    if run.guards.atomic:
-        left_out = set(args["skip"])
-        if args["nodes"]:
-            left_out |= {n for n in lab.settings.node_names if n not in args["nodes"]}
+    # A corrupt fault named by no release damages the staged copy of the one deploying.
+    update_notes(lab.settings, deploying=release)
+    fleet = lab.settings.node_names
+    if guards.atomic:
+        left_out = set(skip) | ({n for n in fleet if n not in nodes} if nodes else set())
         # Nodes already on the release are no partial fleet.
-        skip = sorted(n for n in left_out if running.get(n) != release)
-        result = deploy(lab, release, skip=skip, guards=run.guards)
+        held = sorted(n for n in left_out if running.get(n) != release)
+        result = operations.deploy(lab, release, skip=held, guards=guards)
     else:
-        fleet = lab.settings.node_names
         targets = deploy_targets(args, fleet, running)
-        skip = [n for n in fleet if n not in targets]
         if not targets:
-            return StepOutcome("done", f"every node already on {release}")
-        result = deploy(lab, release, skip=skip, guards=run.guards)
+            return done(SPEC.name, f"every node already on {release}")
+        held = [n for n in fleet if n not in targets]
+        result = operations.deploy(lab, release, skip=held, guards=guards)
     switched = sorted(n for n, v in result.nodes.items() if v["before"] != v["after"])
-    if result.status == "refused" or (result.status == "rolled_back" and run.guards.atomic):
-        return StepOutcome("refused", result.error or result.status, result.refused_by)
-    if result.status == "failed" and run.guards.atomic:
-        return StepOutcome("failed", result.error or "deploy failed")
+    if result.status == "refused" or (result.status == "rolled_back" and guards.atomic):
+        return refused(SPEC.name, result.error or result.status, result.refused_by)
+    if result.status == "failed" and guards.atomic:
+        raise KnightError(result.error or "deploy failed")
     kept = sorted(n for n, v in result.nodes.items() if v["after"] != release)
     detail = f"{release} on {len(switched)} nodes in {result.duration_s:.1f}s"
     if kept:
         detail += f"; still elsewhere: {', '.join(kept)}"
-    return StepOutcome("done", detail)
+    return done(SPEC.name, detail)

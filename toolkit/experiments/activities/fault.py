@@ -8,15 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.chaos.kinds import make
-from toolkit.experiments.state import RunState, undo_fault
+from toolkit.experiments.context import context
+from toolkit.experiments.state import undo_fault
+from toolkit.lab.notes import read_notes
 
+from .call import activity, done
 from .schema import (
     REQUIRED,
     Arg,
     ArgError,
     Context,
     Spec,
-    StepOutcome,
     choice,
     integer,
     node,
@@ -50,24 +52,36 @@ SPEC = Spec(
 )
 
 
-def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
-    """Inject the fault; its undo runs after `duration_s`, or at the end of the run."""
+@activity(SPEC)
+def fault(
+    kind: str,
+    node: str,
+    duration_s: float | None = None,
+    delay_ms: int | None = None,
+    release: str | None = None,
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Inject the fault; its undo runs after `duration_s`, or at the end of the run (`knight lab
+    halt-all` finds it in the lab however the run ended)."""
+    ctx = context(configuration)
+    lab = ctx.lab
     options: dict[str, Any] = {}
-    if args["kind"] == "delay":
-        options["ms"] = args["delay_ms"]
-    if args["kind"] == "corrupt":
-        options["release"] = args["release"] or run.deploying or run.lab.catalog.baseline
-    fault = make(args["kind"], run.lab, args["node"], **options)
-    fault.inject()
-    if run.journal.fault_t is None:
-        run.journal.mark_fault()
-    if args["duration_s"] is None:
-        run.faults.append(fault)
-        return StepOutcome("done", f"{fault.SUMMARY} until the end of the run")
+    if kind == "delay":
+        options["ms"] = delay_ms
+    if kind == "corrupt":
+        options["release"] = release or read_notes(lab.settings).get("deploying")
+        options["release"] = options["release"] or lab.catalog.baseline
+    injected = make(kind, lab, node, **options)
+    injected.inject()
+    ctx.recorder.mark_fault()
+    if duration_s is None:
+        ctx.recorder.until_end(injected)
+        return done(SPEC.name, f"{injected.SUMMARY} until the end of the run")
 
     def later() -> None:
-        run.stop.wait(args["duration_s"])  # or until the run ends
-        undo_fault(run, fault)
+        ctx.stop.wait(duration_s)  # or until the run ends
+        undo_fault(ctx.recorder, injected)
 
-    run.in_background(f"undo-{args['kind']}-{args['node']}", later)
-    return StepOutcome("done", f"{fault.SUMMARY} for {args['duration_s']:g}s")
+    ctx.recorder.in_background(f"undo-{kind}-{node}", later)
+    return done(SPEC.name, f"{injected.SUMMARY} for {duration_s:g}s")

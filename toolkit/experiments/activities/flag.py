@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.deploy.operations import flag
-from toolkit.experiments.state import RunState
+from toolkit.deploy import operations
+from toolkit.errors import KnightError
+from toolkit.experiments.context import context
 
-from .schema import REQUIRED, Arg, Spec, StepOutcome, flag_name, meaning, switch
+from .call import activity, done, refused
+from .schema import REQUIRED, Arg, Spec, flag_name, meaning, switch
 
 SPEC = Spec(
     name="flag",
@@ -22,18 +24,24 @@ SPEC = Spec(
 )
 
 
-def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
+@activity(SPEC)
+def flag(
+    name: str,
+    value: bool | str,
+    meaning: str | None = None,
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Set the flag across the fleet. Turning a flag on is where the damage of a mixed fleet
     starts, so the run marks it as the fault (times to detect and kill count from it)."""
-    on = bool(args["value"])  # the schema's switch: True for on
-    result = flag(run.lab, args["name"], on, args["meaning"], guards=run.guards)
+    ctx = context(configuration)
+    on = bool(value)  # the schema's switch: True for on
+    result = operations.flag(ctx.lab, name, on, meaning, guards=ctx.guards)
     if result.status == "refused":
-        return StepOutcome("refused", result.error or "", result.refused_by)
+        return refused(SPEC.name, result.error or "", result.refused_by)
     if result.status != "done":
-        return StepOutcome("failed", result.error or result.status)
-    if on and run.journal.fault_t is None:
-        run.journal.mark_fault()
-    meaning = next((n.get("meaning") for n in result.nodes.values() if n.get("meaning")), "")
-    return StepOutcome(
-        "done", f"{args['name']} {'on' if on else 'off'} ({meaning or 'as declared'})"
-    )
+        raise KnightError(result.error or result.status)
+    if on:
+        ctx.recorder.mark_fault()
+    declared = next((n.get("meaning") for n in result.nodes.values() if n.get("meaning")), "")
+    return done(SPEC.name, f"{name} {'on' if on else 'off'} ({declared or 'as declared'})")

@@ -5,18 +5,23 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.deploy.operations import killswitch
-from toolkit.experiments.state import RunState
+from toolkit.errors import KnightError
+from toolkit.experiments.context import context
 
-from .schema import Spec, StepOutcome
+from .call import activity, done
+from .schema import Spec
 
 SPEC = Spec(name="kill", summary="Pull the kill switch on every node.")
 
 
-def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
+@activity(SPEC)
+def kill(
+    configuration: dict[str, Any] | None = None, secrets: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The kill switch on every node, through the killswitch playbook."""
-    result = killswitch(run.lab, True)
-    if run.phase == "method":
-        run.kill_times.append(run.journal.elapsed())
+    ctx = context(configuration)
+    result = killswitch(ctx.lab, True)
+    ctx.recorder.killed()
     if result.status != "done":
-        return StepOutcome("failed", result.error or result.status)
-    return StepOutcome("done", f"every node killed in {result.duration_s:.1f}s")
+        raise KnightError(result.error or result.status)
+    return done(SPEC.name, f"every node killed in {result.duration_s:.1f}s")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.experiments.state import RunState
+from toolkit.experiments.context import context
 
+from .call import activity
 from .load import send
-from .schema import Arg, Spec, StepOutcome, boolean, integer, number
+from .schema import Arg, Spec, boolean, integer, number
 
 SPEC = Spec(
     name="open",
@@ -31,5 +32,17 @@ SPEC = Spec(
 )
 
 
-def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
-    return send(run, args, "open")
+@activity(SPEC)
+def open_market(
+    rate: float = 200.0,
+    duration_s: float | None = None,
+    background: bool = True,
+    rlp_share: float = 0.25,
+    qty: int = 100,
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """RLP parent orders start flowing, until the market closes (or for `duration_s`)."""
+    args = {"rate": rate, "duration_s": duration_s, "background": background}
+    args |= {"rlp_share": rlp_share, "qty": qty}
+    return send(context(configuration), args, SPEC.name)

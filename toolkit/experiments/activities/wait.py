@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.experiments.state import RunState
+from toolkit.experiments.context import context
 
-from .schema import REQUIRED, Arg, Spec, StepOutcome, number
+from .call import activity, done
+from .schema import REQUIRED, Arg, Spec, number
 
 SPEC = Spec(
     name="wait",
@@ -15,7 +16,13 @@ SPEC = Spec(
 )
 
 
-def act(run: RunState, args: dict[str, Any]) -> StepOutcome:
-    if not run.sleep(args["seconds"]):
-        return StepOutcome("done", "cut short by an abort condition")
-    return StepOutcome("done")
+@activity(SPEC)
+def wait(
+    seconds: float,
+    configuration: dict[str, Any] | None = None,
+    secrets: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Wait `seconds`, or less when the run is stopped meanwhile (an abort condition)."""
+    if context(configuration).stop.wait(seconds):
+        return done(SPEC.name, "cut short by an abort condition")
+    return done(SPEC.name)
