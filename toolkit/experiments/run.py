@@ -48,11 +48,15 @@ class RunResult:
 
 
 class _Watcher:
-    """Samples the venue every SAMPLE_S: abort conditions (excess shares, child orders, time)."""
+    """Samples the venue every SAMPLE_S: abort conditions (excess shares, child orders, time).
+    Time counts from the watcher's start, once the lab is reset: how long a busy machine takes
+    to reset the lab is no part of the experiment's duration."""
 
-    def __init__(self, run: RunState) -> None:
+    def __init__(self, run: RunState, clock: Callable[[], float] = time.monotonic) -> None:
         self.run = run
         self.tripped: str | None = None
+        self._clock = clock
+        self._began = clock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="watcher", daemon=True)
 
@@ -79,7 +83,7 @@ class _Watcher:
             seen = {
                 "excess_shares": stats.get("excess_shares", 0),
                 "child_orders": stats.get("child_orders", 0),
-                "elapsed_s": self.run.journal.elapsed(),
+                "elapsed_s": self._clock() - self._began,
             }
             for condition in self.run.experiment.abort:
                 if self.tripped is None and condition.tripped(seen):
