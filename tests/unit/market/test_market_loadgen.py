@@ -230,7 +230,7 @@ def test_a_dropped_connection_is_remade_and_its_unanswered_orders_stay_unanswere
         async with fake_router(drop_once) as router:
             state["router"] = router
             # A count, not a duration: on a busy machine fewer orders would leave in 0.8 s.
-            cfg = Config(targets=[router.target], rate=100, count=80, drain=0.5)
+            cfg = Config(targets=[router.target], rate=100, count=80, drain=3.0)
             return await LoadGen(cfg).run(), router
 
     result, router = asyncio.run(go())
@@ -511,7 +511,7 @@ def test_a_router_at_its_connection_cap_is_not_hammered_with_reconnects() -> Non
         server = await asyncio.start_server(serve, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         async with server:
-            cfg = Config(targets=[f"127.0.0.1:{port}"], rate=100, count=20, drain=1.0)
+            cfg = Config(targets=[f"127.0.0.1:{port}"], rate=100, count=20, drain=10.0)
             cfg.connect_timeout = 5.0
             return await LoadGen(cfg).run()
 
