@@ -162,7 +162,10 @@ def test_flip_start_returns_while_the_node_waits_for_a_peer_then_wait_reports_th
     assert code == 0, out
     # Returned with the peer still unarmed: the flip it handed over is what waits.
     assert late.armed != tree_of(NEW) and alive(out["flipping"])
-    assert me.armed == tree_of(NEW)
+    armed = time.monotonic() + 5
+    while me.armed != tree_of(NEW):  # the handed-over flip arms the node: soon, not before
+        assert time.monotonic() < armed, "the handed-over flip never armed the node"
+        time.sleep(0.02)
     code, out = node.run(me, "flip-wait", "20")
     assert code == 1
     assert out["error"].startswith(f"not armed for tree {tree_of(NEW)[:12]} in time: {late.url}")
