@@ -398,7 +398,9 @@ def test_an_unconfirmed_switch_is_undone_by_the_node_itself(router_factory, rele
 
 def test_a_confirmed_switch_stays(router_factory, releases):
     router = router_factory("8.0.0", switch_confirm_s=8.0)
-    router.wait_event("started")  # past its start-up, where the marker would be its own switch's
+    # Answered on the loop, so only once its start-up (where a marker would be taken for its own
+    # switch's) is over.
+    assert router.admin("GET", "/version")[0] == 200
     since = len(router.events)
     pending = Path(router.home) / "switch.pending"
     pending.write_text("7.1.0\n")
@@ -415,7 +417,9 @@ def test_an_unconfirmed_flip_takes_no_order_until_the_deploy_opens_intake(router
     any pause having been asked for (a flip cut short before the switch leaves nothing paused);
     the deploy's resume, once the fleet runs the new tree, opens it."""
     router = router_factory("8.0.0", switch_confirm_s=30)
-    router.wait_event("started")  # past its start-up, where the marker would be its own switch's
+    # Answered on the loop, so only once its start-up (where a marker would be taken for its own
+    # switch's) is over.
+    assert router.admin("GET", "/version")[0] == 200
     since = len(router.events)
     (Path(router.home) / "switch.pending").write_text("7.1.0\n")
     router.signal(signal.SIGUSR2)
