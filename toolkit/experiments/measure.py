@@ -14,16 +14,21 @@ from toolkit.lab.load import read_accounts
 from .journal import Outcome
 from .probes import RUNAWAY_SHARES
 
-__all__ = ["measured_outcome", "venue_series"]
+__all__ = ["measured_outcome", "venue_outcome", "venue_series"]
 
 
-def measured_outcome(lab: Lab) -> dict[str, Any]:
-    """The journal's `outcome` for the venue's current run. Times to detect and to kill are
-    null: no monitor watched the run."""
-    stats = lab.venue_admin().get("/stats")
+def venue_outcome(
+    lab: Lab,
+    stats: dict[str, Any],
+    parent_orders: int,
+    detected_at_s: float | None = None,
+    killed_at_s: float | None = None,
+) -> Outcome:
+    """The outcome the venue's `/stats` say, with the parent orders sent and each node's release
+    now; the times to detect and to kill are the runner's to give (null when none watched)."""
     nodes = stats.get("nodes", {})
-    outcome = Outcome(
-        parent_orders=sum(r.sent for r in read_accounts(lab).values()),
+    return Outcome(
+        parent_orders=parent_orders,
         child_orders=int(stats.get("child_orders", 0)),
         executions=int(stats.get("executions", 0)),
         shares_traded=int(stats.get("shares", 0)),
@@ -31,10 +36,19 @@ def measured_outcome(lab: Lab) -> dict[str, Any]:
         runaway_nodes=sorted(
             n for n, v in nodes.items() if v.get("excess_shares", 0) >= RUNAWAY_SHARES
         ),
+        detected_at_s=detected_at_s,
+        killed_at_s=killed_at_s,
         loss_usd=float(stats.get("loss_usd", 0.0)),
         fleet_end={n.name: n.release for n in lab.status().nodes},
     )
-    return asdict(outcome)
+
+
+def measured_outcome(lab: Lab) -> dict[str, Any]:
+    """The journal's `outcome` for the venue's current run. Times to detect and to kill are
+    null: no monitor watched the run."""
+    stats = lab.venue_admin().get("/stats")
+    sent = sum(r.sent for r in read_accounts(lab).values())
+    return asdict(venue_outcome(lab, stats, sent))
 
 
 def venue_series(lab: Lab, started_at: float | None, interval_s: float) -> dict[str, Any]:

@@ -28,8 +28,9 @@ from .activities import ACTIVITY_ACTS, StepOutcome
 from .activities.load import close_loads
 from .context import bound
 from .journal import Journal, Outcome, ProbeResult, exit_code
+from .measure import venue_outcome
 from .model import Activity, Expectations, Experiment, Probe
-from .probes import PROBE_FUNCTIONS, RUNAWAY_SHARES
+from .probes import PROBE_FUNCTIONS
 from .state import RunState, undo_fault
 
 __all__ = ["RunResult", "run_experiment"]
@@ -431,17 +432,10 @@ def _outcome(run: RunState, seen: MonitorResult | None) -> Outcome:
     kills = [k.done - start for k in (seen.kills if seen else [])] + run.kill_times
     detected = journal.since_fault(first_alert - start) if first_alert else None
     killed = journal.since_fault(min(kills)) if kills else None
-    return Outcome(
-        parent_orders=sum(r.sent for r in run.loads),
-        child_orders=int(stats.get("child_orders", 0)),
-        executions=int(stats.get("executions", 0)),
-        shares_traded=int(stats.get("shares", 0)),
-        excess_shares=int(stats.get("excess_shares", 0)),
-        runaway_nodes=sorted(
-            n for n, v in nodes.items() if v.get("excess_shares", 0) >= RUNAWAY_SHARES
-        ),
+    return venue_outcome(
+        lab,
+        stats,
+        sum(r.sent for r in run.loads),
         detected_at_s=detected if detected is None or detected >= 0 else 0.0,
         killed_at_s=killed if killed is None or killed >= 0 else 0.0,
-        loss_usd=float(stats.get("loss_usd", 0.0)),
-        fleet_end={n.name: n.release for n in lab.status().nodes},
     )
