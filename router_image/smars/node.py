@@ -645,14 +645,21 @@ class Node:
         self.log.info("standby_discarded", standby=standby.pid, reason="no switch came")
 
     async def armed(self, query: dict[str, str], cut: asyncio.Future[str]) -> Reply:
-        """Long poll, on the loop: answers once this node is armed for `tree` or runs it, or
-        after `wait` seconds (0 to 10, else 400), or when the server cuts it short."""
+        """Long poll, on the loop: answers once this node is armed for `tree` or runs it (with
+        `running=1`: once it runs it; a flip waiting for its fleet to switch asks that), or
+        after `wait` seconds (0 to 10, else 400), or when the server cuts it short (a switch
+        does: the poll is asked again of the new process)."""
         tree = query.get("tree", "")
         wait = query_number(query, "wait", 0.0, _ARMED_WAIT_MAX_S)
         if wait is None:
             return Reply(400, {"error": f"wait: expected 0 to {_ARMED_WAIT_MAX_S:g} seconds"})
+        running = query.get("running", "0")
+        if running not in ("0", "1"):
+            return Reply(400, {"error": "running: expected 0 or 1"})
 
         def ready() -> bool:
+            if running == "1":
+                return tree == self.release.tree
             return tree in (self._armed_for, self.release.tree)
 
         loop = self.loop

@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -43,16 +44,40 @@ class Router:
     armed: str | None = None
     asked: list[str] = field(default_factory=list)
     url: str = ""
+    #: The node whose `current` link says what this router runs (a router that switches when
+    #: the node's flip signals it), instead of `tree`.
+    follows: Path | None = None
+    #: Called when this router is armed (a test's peer may switch some time after it).
+    on_arm: Callable[[], None] | None = None
+
+    def running(self) -> str:
+        if self.follows is None:
+            return self.tree
+        return tree_of(NEW if os.readlink(self.follows).endswith("8.0.1") else OLD)
 
     def answer(self, path: str, query: dict[str, str]) -> dict:
         self.asked.append(path)
         if path == "/switch/arm" and self.arms:
             self.armed = query["tree"]
+            if self.on_arm is not None:
+                self.on_arm()
         if path == "/switch/armed":
-            if query["tree"] not in (self.armed, self.tree):
-                time.sleep(min(float(query.get("wait", "0")), 0.2))
-            return {"ready": query["tree"] in (self.armed, self.tree)}
-        return {"release": "7.1.0", "tree": self.tree, "trading": "active", "pid": 1}
+            return self.long_poll(query)
+        return {"release": "7.1.0", "tree": self.running(), "trading": "active", "pid": 1}
+
+    def long_poll(self, query: dict[str, str]) -> dict:
+        """As a router's: ready once armed for the tree or running it (with running=1: once
+        running it), or when the wait is over."""
+        wanted = query["tree"]
+
+        def ready() -> bool:
+            running = self.running()
+            return wanted == running or (query.get("running") != "1" and wanted == self.armed)
+
+        deadline = time.monotonic() + float(query.get("wait", "0"))
+        while not ready() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return {"ready": ready(), "armed": self.armed, "tree": self.running()}
 
 
 @pytest.fixture
@@ -207,3 +232,36 @@ def test_flip_start_without_peers_is_refused_before_anything_is_handed_over(node
     assert code == 1
     assert out["error"] == "flip-start: no peers (a lone node flips with `flip`)"
     assert not (node.flip_dir / "pid").exists()
+
+
+def test_the_fleet_wait_asks_a_peer_still_switching_a_few_times_not_every_few_milliseconds(
+    node, routers, tmp_path
+):
+    """After its own switch a node waits until every peer runs the new tree. A peer that takes
+    a second more must not be asked every few milliseconds meanwhile: on a fleet of N nodes
+    that is N * N requests each time round, which starves the routers still switching."""
+    peer = routers(Router(tree_of(OLD), armed=tree_of(NEW)))
+
+    def switch_peer_soon() -> None:
+        threading.Timer(1.0, lambda: setattr(peer, "tree", tree_of(NEW))).start()
+
+    me = routers(Router(tree_of(OLD), follows=node.root / "opt" / "current", on_arm=switch_peer_soon))
+    # The router's pid: a process that lets the flip's SIGUSR2 pass (the fake router switches
+    # when the node's `current` link does).
+    sleeper = subprocess.Popen(
+        ["sleep", "60"], preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    )
+    try:
+        (node.root / "router.pid").write_text(f"{sleeper.pid}\n")
+        urls = f"{me.url},{peer.url}"
+        code, out = node.run(me, "flip", "8.0.1", tree_of(NEW), "10", urls)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert code == 0, out
+    assert (out["tree"], out["intake"]) == (tree_of(NEW), "open")
+    assert peer.tree == tree_of(NEW)
+    asked = [p for p in peer.asked if p in ("/version", "/switch/armed")]
+    # A glance before arming, then one long poll (two if it is cut short), not one request
+    # every 20 ms for the second the peer took.
+    assert len(asked) <= 4, asked

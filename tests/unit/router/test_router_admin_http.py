@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from router_fixtures import TOKEN, point
 from smars.admin import AdminServer, Reply, Route
+from smars.release import tree_hash
 from smars.log import Log
 
 pytestmark = pytest.mark.timeout(60)
@@ -409,3 +410,31 @@ def test_an_admin_request_made_during_a_switch_is_answered_by_the_new_process(
     status, version = router.admin("GET", "/version")
     assert (status, version["release"]) == (200, "8.0.1")
     assert version["pid"] == router.proc.pid
+
+
+def test_a_long_poll_for_running_a_tree_waits_out_the_arming_and_answers_once_it_runs(
+    router_factory, releases
+):
+    """`running=1`: ready only once the router runs the tree, not when it is merely armed
+    for it. The poll held by the old process answers when the switch stops it; asked again,
+    the new process answers at once."""
+    router = router_factory("7.1.0")
+    tree = tree_hash(releases["8.0.1"])
+    assert router.admin("POST", f"/switch/arm?tree={tree}", token=TOKEN)[0] == 200
+    assert router.admin("GET", f"/switch/armed?tree={tree}&wait=0")[1]["ready"] is True
+    status, body = router.admin("GET", f"/switch/armed?tree={tree}&running=1&wait=0")
+    assert (status, body["ready"], body["armed"]) == (200, False, tree)
+    assert router.admin("GET", f"/switch/armed?tree={tree}&running=x")[0] == 400
+    result: dict[str, Any] = {}
+    poll = threading.Thread(
+        target=lambda: result.update(
+            answer=router.admin("GET", f"/switch/armed?tree={tree}&running=1&wait=10")
+        )
+    )
+    poll.start()
+    point(router.current, releases["8.0.1"])
+    router.signal(signal.SIGUSR2)
+    poll.join(30)
+    assert not poll.is_alive()
+    status, body = router.admin("GET", f"/switch/armed?tree={tree}&running=1&wait=10")
+    assert (status, body["ready"], body["tree"]) == (200, True, tree)
