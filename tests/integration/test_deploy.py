@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from threading import Condition
 
 import pytest
 
 from toolkit.deploy.operations import DeployResult, deploy, flag, killswitch, rollback
 from toolkit.lab.lab import Lab
-from toolkit.lab.load import LoadResult, LoadSpec, run_load, stop_load
+from toolkit.lab.load import LoadResult, LoadSpec, during_load
 
 NEW = "8.0.0"
 
@@ -81,43 +80,10 @@ def test_flags_and_kill_switch_reach_every_node(baseline: Lab):
 
 
 def deploy_under_load(lab: Lab) -> tuple[DeployResult, LoadResult]:
-    """A guarded deploy of NEW while orders flow. The load runs from before the deploy until
-    orders have filled on the new release, however long the deploy takes on this machine: its
-    end is asked for, not timed."""
-    outcome: dict = {}
-    filled = Condition()
-    counts = {"filled": 0}
-
-    def progress(doc: dict) -> None:
-        with filled:
-            counts["filled"] = doc.get("progress", {}).get("filled", counts["filled"])
-            filled.notify_all()
-
-    def filled_past(n: int) -> None:
-        with filled:
-            assert filled.wait_for(lambda: counts["filled"] > n or "load" in outcome, timeout=60)
-        assert "load" not in outcome, "the load ended before it was asked to"
-
+    """A guarded deploy of NEW while orders flow: from before the deploy until a second or
+    more of orders (300) have filled on the new release, however long the deploy takes."""
     spec = LoadSpec(rate=300, duration_s=600, qty=200, drain_s=8, prefix="deployload")
-
-    def send() -> None:
-        try:
-            outcome["load"] = run_load(lab, spec, progress)
-        finally:
-            with filled:
-                outcome.setdefault("load", None)
-                filled.notify_all()
-
-    load = threading.Thread(target=send)
-    load.start()
-    try:
-        filled_past(0)
-        result = deploy(lab, NEW)
-        filled_past(counts["filled"] + 300)  # a second or more of orders on the new release
-    finally:
-        stop_load(lab, "deployload")
-        load.join()
-    return result, outcome["load"]
+    return during_load(lab, spec, lambda: deploy(lab, NEW))
 
 
 def assert_atomic_under_load(lab: Lab, result: DeployResult, account: LoadResult) -> None:

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from toolkit.errors import LabError
 
@@ -21,6 +22,7 @@ __all__ = [
     "LoadSpec",
     "account_path",
     "clear_loads",
+    "during_load",
     "read_accounts",
     "run_echo",
     "run_load",
@@ -162,6 +164,54 @@ def run_load(
         lab.check_node(n)
     targets = [f"{n}:{lab.settings.order_port}" for n in nodes]
     return LoadResult.from_json(_exec_json(lab, spec.argv(targets), on_progress))
+
+
+T = TypeVar("T")
+
+
+def during_load(
+    lab: Lab, spec: LoadSpec, work: Callable[[], T], after: int = 300, timeout: float = 120.0
+) -> tuple[T, LoadResult]:
+    """Do `work` while orders flow: the load (`spec`, whose prefix stops it; its duration only
+    bounds it) runs from its first filled order until `after` more have filled once `work` has
+    returned, however long `work` takes on this machine. Its end is asked for, not timed.
+    Returns what `work` returned and the load's account."""
+    if spec.prefix is None:
+        raise LabError("a load done during work needs a prefix (to stop it by)")
+    lock = threading.Condition()
+    seen: dict[str, Any] = {"filled": 0}
+
+    def progress(doc: dict) -> None:
+        with lock:
+            seen["filled"] = doc.get("progress", {}).get("filled", seen["filled"])
+            lock.notify_all()
+
+    def send() -> None:
+        try:
+            seen["load"] = run_load(lab, spec, progress)
+        finally:
+            with lock:
+                seen.setdefault("load", None)
+                lock.notify_all()
+
+    def filled_past(n: int) -> None:
+        with lock:
+            lock.wait_for(lambda: seen["filled"] > n or "load" in seen, timeout=timeout)
+            if "load" in seen or seen["filled"] <= n:
+                raise LabError(f"load {spec.prefix}: {n} orders never filled while it ran")
+
+    sender = threading.Thread(target=send, name=f"load-{spec.prefix}", daemon=True)
+    sender.start()
+    try:
+        filled_past(0)
+        done = work()
+        filled_past(seen["filled"] + after)
+    finally:
+        stop_load(lab, spec.prefix)
+        sender.join()
+    if seen.get("load") is None:
+        raise LabError(f"load {spec.prefix} gave no account")
+    return done, seen["load"]
 
 
 def stop_load(lab: Lab, prefix: str) -> bool:

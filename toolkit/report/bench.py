@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import statistics
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -26,7 +25,7 @@ from toolkit.experiments.run import run_experiment
 from toolkit.guards.sets import DEFAULT as DEFAULT_GUARDS
 from toolkit.guards.sets import GuardSet
 from toolkit.lab.lab import Lab
-from toolkit.lab.load import LoadSpec, run_echo, run_load
+from toolkit.lab.load import LoadSpec, during_load, run_echo, run_load
 from toolkit.monitor import watch
 from toolkit.settings import default_forks
 
@@ -182,22 +181,17 @@ def _deploy_rounds(lab: Lab, say: Progress, target: str) -> dict[str, Any]:
     return figures
 
 
-def _deploy_under_load(lab: Lab, say: Progress, target: str, load_s: int = 12) -> dict[str, Any]:
-    """A guarded deploy while orders flow (`load_s` seconds of them): executions by the old
-    release after the first by the new (interleaved orders: null when no order met both
-    releases), the flip's skew and intake pause, and orders lost."""
+def _deploy_under_load(lab: Lab, say: Progress, target: str) -> dict[str, Any]:
+    """A guarded deploy while orders flow (from before it until 300 orders have filled after
+    it): executions by the old release after the first by the new (interleaved orders: null
+    when no order met both releases), the flip's skew and intake pause, and orders lost."""
     figures: dict[str, Any] = {}
     lab.reset()
-    account: dict[str, Any] = {}
-    load = threading.Thread(
-        target=lambda: account.setdefault(
-            "load", run_load(lab, LoadSpec(rate=400, duration_s=load_s, drain_s=8))
-        )
+    spec = LoadSpec(rate=400, duration_s=600, drain_s=8, prefix="benchflip")
+    loaded, load = during_load(
+        lab, spec, lambda: deploy(lab, target, guards=GuardSet.of(DEFAULT_GUARDS))
     )
-    load.start()
-    time.sleep(2)
-    loaded = deploy(lab, target, guards=GuardSet.of(DEFAULT_GUARDS))
-    load.join()
+    account = {"load": load}
     releases = [e["release"] for e in lab.executions()]
     first_new = releases.index(target) if target in releases else len(releases)
     figures["interleaved_orders"] = (
@@ -248,7 +242,7 @@ def _guarded_rounds(lab: Lab, say: Progress, target: str) -> dict[str, Any]:
     )
     say(f"{n} nodes, rollback: {back.status} in {back.duration_s}s")
     # The load lasts past the deploy's measured time, so the flip happens under it.
-    loaded = _deploy_under_load(lab, say, target, load_s=round(max(durations) * 1.5) + 6)
+    loaded = _deploy_under_load(lab, say, target)
     return {
         f"deploy_guarded_{n}_s": _median(durations),
         f"flip_skew_ms_{n}": _median(skews),

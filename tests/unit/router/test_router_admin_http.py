@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from router_fixtures import TOKEN, point
 from smars.admin import AdminServer, Reply, Route
-from smars.release import tree_hash
 from smars.log import Log
+from smars.release import tree_hash
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -438,3 +438,37 @@ def test_a_long_poll_for_running_a_tree_waits_out_the_arming_and_answers_once_it
     assert not poll.is_alive()
     status, body = router.admin("GET", f"/switch/armed?tree={tree}&running=1&wait=10")
     assert (status, body["ready"], body["tree"]) == (200, True, tree)
+
+
+def _smarsctl() -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "playbooks" / "files" / "smarsctl.py"
+    spec = importlib.util.spec_from_file_location("smarsctl_for_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smarsctl_asks_the_real_router_over_its_own_socket_client(router_factory, releases):
+    """smarsctl's HTTP client (a socket, not urllib) against the router's admin server: a GET,
+    an authenticated POST, a refusal, a long poll that waits, and one answered at once."""
+    ctl = _smarsctl()
+    router = router_factory("7.1.0")
+    url = f"http://127.0.0.1:{router.admin_port}"
+    status, version = ctl.request("GET", url + "/version", 5)
+    assert (status, version["release"]) == (200, "7.1.0")
+    status, body = ctl.request("POST", url + "/intake/pause", 5, TOKEN)
+    assert (status, body["intake"]) == (200, "paused")
+    assert ctl.request("POST", url + "/intake/resume", 5, "wrong")[0] == 401
+    tree = tree_hash(releases["7.1.0"])
+    started = time.monotonic()
+    status, body = ctl.request("GET", f"{url}/switch/armed?tree={'ab' * 32}&wait=0.50", 5)
+    assert (status, body["ready"]) == (200, False)
+    assert time.monotonic() - started >= 0.45
+    status, body = ctl.request("GET", f"{url}/switch/armed?tree={tree}&running=1&wait=5", 10)
+    assert (status, body["ready"], body["tree"]) == (200, True, tree)
+    with pytest.raises(ctl.Unanswered):
+        ctl.request("GET", "http://127.0.0.1:1/version", 2)
