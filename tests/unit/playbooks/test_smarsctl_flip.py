@@ -245,7 +245,9 @@ def test_the_fleet_wait_asks_a_peer_still_switching_a_few_times_not_every_few_mi
     def switch_peer_soon() -> None:
         threading.Timer(1.0, lambda: setattr(peer, "tree", tree_of(NEW))).start()
 
-    me = routers(Router(tree_of(OLD), follows=node.root / "opt" / "current", on_arm=switch_peer_soon))
+    me = routers(
+        Router(tree_of(OLD), follows=node.root / "opt" / "current", on_arm=switch_peer_soon)
+    )
     # The router's pid: a process that lets the flip's SIGUSR2 pass (the fake router switches
     # when the node's `current` link does).
     sleeper = subprocess.Popen(
