@@ -29,6 +29,10 @@ PROBES = "toolkit.chaostoolkit.probes"
 CONTROLS = "toolkit.chaostoolkit.controls"
 #: knight's activity name -> the action's function, where they differ.
 FUNCTIONS = {"open": "open_market", "close": "close_market"}
+#: The probes that measure the damage (the venue's counts, the load accounts). The Chaos Toolkit
+#: stops a hypothesis at its first probe out of tolerance, so these go first: after the method,
+#: its journal then names the damage (excess shares), not only the fleet's shape.
+DAMAGE_PROBES = ("excess_shares", "orders_lost")
 _PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
@@ -56,7 +60,7 @@ def export_experiment(exp: Experiment, mode: str, to: str = "chaostoolkit") -> d
         "controls": _controls(exp),
         "steady-state-hypothesis": {
             "title": "the fleet is uniform and healthy, and no order is lost or overfilled",
-            "probes": [_probe(p) for p in exp.steady_state],
+            "probes": [_probe(p) for p in _damage_first(exp.steady_state)],
         },
         "method": method,
         "rollbacks": rollbacks,
@@ -89,6 +93,11 @@ def _controls(exp: Experiment) -> list[dict[str, Any]]:
         },
         {"name": "knight-cleanup", "provider": {"type": "python", "module": f"{CONTROLS}.cleanup"}},
     ]
+
+
+def _damage_first(probes: tuple[Probe, ...]) -> list[Probe]:
+    """The file's probes, those of DAMAGE_PROBES first (each group in the file's order)."""
+    return sorted(probes, key=lambda p: p.name not in DAMAGE_PROBES)
 
 
 def _probe(probe: Probe) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from toolkit.errors import KnightError
 from toolkit.settings import load_settings
 
 from .format import fmt_int, fmt_seconds, fmt_usd, runaway_text
-from .journals import JournalRun, read_run
+from .journals import KNIGHT, RUNNERS, JournalRun, read_run
 from .markdown import MATRIX_SETS, index_page, run_page
 from .plot import plot_run
 
@@ -98,7 +98,7 @@ def load_incident(path: Path | None = None) -> dict[str, Any]:
 
 
 def _latest(runs: Iterable[JournalRun]) -> list[JournalRun]:
-    latest: dict[tuple[str, str, str], JournalRun] = {}
+    latest: dict[tuple[str, str, str, str], JournalRun] = {}
     for run in runs:
         if run.key not in latest or run.order > latest[run.key].order:
             latest[run.key] = run
@@ -112,8 +112,8 @@ def _guard_rank(label: str) -> tuple[int, str]:
 
 
 def _sort_key(run: JournalRun) -> tuple[Any, ...]:
-    experiment, mode, guards = run.key
-    return (experiment, _MODE_ORDER.get(mode, 2), mode, _guard_rank(guards))
+    experiment, mode, guards, runner = run.key
+    return (experiment, _MODE_ORDER.get(mode, 2), mode, _guard_rank(guards), runner != KNIGHT)
 
 
 # -- rows -----------------------------------------------------------------------------------------
@@ -125,7 +125,7 @@ def _row(run: JournalRun) -> dict[str, str]:
         zip(
             SUMMARY_COLUMNS,
             (
-                str(doc["experiment"]),
+                _experiment_cell(run),
                 str(doc["mode"]),
                 run.guards,
                 str(doc["status"]),
@@ -139,6 +139,12 @@ def _row(run: JournalRun) -> dict[str, str]:
             strict=True,
         )
     )
+
+
+def _experiment_cell(run: JournalRun) -> str:
+    """The experiment; a run knight's own runner did not make says whose it was."""
+    experiment = str(run.doc["experiment"])
+    return experiment if run.runner == KNIGHT else f"{experiment} ({RUNNERS[run.runner]})"
 
 
 def _incident_row(incident: Mapping[str, Any]) -> dict[str, str]:

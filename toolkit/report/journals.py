@@ -17,7 +17,12 @@ from typing import Any
 
 from toolkit.experiments.journal import JournalError, guard_label, read_journal
 
-__all__ = ["JournalRun", "from_chaostoolkit", "read_run"]
+__all__ = ["CHAOSTOOLKIT", "KNIGHT", "RUNNERS", "JournalRun", "from_chaostoolkit", "read_run"]
+
+#: The runners a journal may come from (its `runner`; knight's own journal has none).
+KNIGHT, CHAOSTOOLKIT = "knight", "chaostoolkit"
+#: A runner as the report names it.
+RUNNERS = {KNIGHT: "knight experiment run", CHAOSTOOLKIT: "chaos run"}
 
 
 @dataclass(frozen=True)
@@ -37,9 +42,15 @@ class JournalRun:
         return guard_label(self.doc.get("guards") or {})
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        """(experiment, mode, guards): the report keeps the latest run per key."""
-        return (str(self.doc["experiment"]), str(self.doc["mode"]), self.guards)
+    def runner(self) -> str:
+        """Who made the run: `knight` (its own runner) or `chaostoolkit` (a `chaos run`)."""
+        return str(self.doc.get("runner") or KNIGHT)
+
+    @property
+    def key(self) -> tuple[str, str, str, str]:
+        """(experiment, mode, guards, runner): the report keeps the latest run per key, so a
+        `chaos run` of an experiment has its row beside knight's own run of it."""
+        return (str(self.doc["experiment"]), str(self.doc["mode"]), self.guards, self.runner)
 
     @property
     def order(self) -> tuple[str, str]:
@@ -98,7 +109,7 @@ def from_chaostoolkit(doc: dict[str, Any]) -> dict[str, Any]:
         "parameters": {k: v for k, v in config.items() if not k.startswith("knight_")},
         "expectations": [],
         "expectations_met": None,
-        "runner": "chaostoolkit",
+        "runner": CHAOSTOOLKIT,
     }
 
 

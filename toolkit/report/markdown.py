@@ -12,7 +12,7 @@ from toolkit.experiments.journal import GUARDS
 from toolkit.settings import node_key
 
 from .format import fmt_int, fmt_seconds, fmt_usd, md_table, runaway_text
-from .journals import JournalRun
+from .journals import RUNNERS, JournalRun
 
 __all__ = ["MATRIX_SETS", "index_page", "matrix_section", "run_page"]
 
@@ -29,7 +29,7 @@ def run_page(run: JournalRun, plot: Path) -> str:
         "",
         "[← the report](../index.md)",
         "",
-        *_facts_table(doc),
+        *_facts_table(run),
         "",
         f"![child orders per second per node]({plot.name})",
         "",
@@ -47,7 +47,8 @@ def run_page(run: JournalRun, plot: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _facts_table(doc: Mapping[str, Any]) -> list[str]:
+def _facts_table(run: JournalRun) -> list[str]:
+    doc = run.doc
     guards = doc.get("guards") or {}
     on = [g for g in GUARDS if guards.get(g)]
     met = doc.get("expectations_met")
@@ -56,6 +57,7 @@ def _facts_table(doc: Mapping[str, Any]) -> list[str]:
         ("", ""),
         [
             ("status", f"{doc['status']}{deviated}"),
+            ("run by", f"`{RUNNERS.get(run.runner, run.runner)}`"),
             ("expectations", "—" if met is None else ("met" if met else "NOT met")),
             ("start", doc.get("start")),
             ("duration", fmt_seconds(doc.get("duration_s"), "—")),

@@ -8,6 +8,7 @@ is noted in the lab's run notes, where `close` (in this process or another) find
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -36,6 +37,9 @@ SPEC = Spec(
 
 #: An `open` without a duration sends until the market closes; this bounds it all the same.
 OPEN_MAX_S = 3600.0
+#: How long a load in the background may take to start sending (a loaded machine starts the
+#: load generator's process in seconds, not minutes).
+START_TIMEOUT_S = 120.0
 #: How long the market may take to close: every open load generator stopped and accounted for.
 CLOSE_TIMEOUT_S = 60.0
 #: The run notes' key: prefixes of the loads that send until the market closes.
@@ -62,7 +66,9 @@ def load(
 def send(ctx: Context, args: dict[str, Any], what: str) -> dict[str, Any]:
     """Parent orders through the load generator (in the client container); in the background,
     the next steps run meanwhile and the account is collected before the last probes. Without
-    a duration (`open`), it sends until the market closes: a `close` step, or the method's end."""
+    a duration (`open`), it sends until the market closes: a `close` step, or the method's end.
+    In the background, it returns once parent orders flow (however long a loaded machine takes
+    to start the load generator), so a close can never stop one that has not begun."""
     until_close = args["duration_s"] is None
     prefix = f"{what}_{os.urandom(3).hex()}"
     spec = LoadSpec(
@@ -81,23 +87,53 @@ def send(ctx: Context, args: dict[str, Any], what: str) -> dict[str, Any]:
         update_notes(
             settings, **{UNTIL_CLOSE: [*read_notes(settings).get(UNTIL_CLOSE, []), prefix]}
         )
-        ctx.recorder.in_background(what, lambda: _work(ctx, spec, what, until_close=True))
-        return done(what, f"{rate} until the market closes", load=prefix)
-    detail = f"{rate} for {args['duration_s']:g}s"
-    if args.get("background", False):
-        ctx.recorder.in_background(what, lambda: _work(ctx, spec, what))
-        return done(what, detail + " (in the background)", load=prefix)
+        detail = f"{rate} until the market closes"
+    else:
+        detail = f"{rate} for {args['duration_s']:g}s"
+    if until_close or args.get("background", False):
+        sending = threading.Event()
+        worker = ctx.recorder.in_background(
+            what, lambda: _work(ctx, spec, what, until_close, sending)
+        )
+        if not _started(ctx, sending, worker):
+            detail += " (its load generator ended before sending)"
+        elif not until_close:
+            detail += " (in the background)"
+        return done(what, detail, load=prefix)
     account = _work(ctx, spec, what)
     return done(what, detail, load=prefix, account=account)
 
 
+def _started(ctx: Context, sending: threading.Event, worker: threading.Thread) -> bool:
+    """Wait until the load generator in the background sends (its first progress line), so that
+    the next step (a `wait`, a `close`) counts from orders flowing, not from a process that a
+    loaded machine has not started yet. False when it ended first (its error is recorded)."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not sending.wait(0.2):
+        if not worker.is_alive() or ctx.stop.is_set():
+            return sending.is_set()
+        if time.monotonic() > deadline:
+            raise KnightError(f"the load generator sent nothing in {START_TIMEOUT_S:g}s")
+    return True
+
+
 def _work(
-    ctx: Context, spec: LoadSpec, what: str, until_close: bool = False
+    ctx: Context,
+    spec: LoadSpec,
+    what: str,
+    until_close: bool = False,
+    sending: threading.Event | None = None,
 ) -> dict[str, Any] | None:
     """Run one load to its end; its account (or its error) goes to the recorder, except for a
-    load that runs until the market closes: `close_loads` accounts for that one."""
+    load that runs until the market closes: `close_loads` accounts for that one. `sending` is
+    set once the load generator reports progress: parent orders flow."""
+
+    def progress(line: dict[str, Any]) -> None:
+        if sending is not None and "progress" in line:
+            sending.set()
+
     try:
-        result = run_load(ctx.lab, spec)
+        result = run_load(ctx.lab, spec, on_progress=progress)
     except KnightError as exc:
         if until_close and not _forget(ctx, spec.prefix or ""):
             return None  # the close accounted for it already

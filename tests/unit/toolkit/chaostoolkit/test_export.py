@@ -69,10 +69,12 @@ def test_the_parameters_are_the_configuration_and_the_steps_keep_them(tmp_path):
     assert [r["provider"]["func"] for r in doc["rollbacks"]] == ["kill", "flag"]
 
 
-def test_the_hypothesis_has_knights_probes_and_tolerances(tmp_path):
+def test_the_hypothesis_has_knights_probes_and_tolerances_the_damage_first(tmp_path):
+    """The Chaos Toolkit stops at the first probe out of tolerance: the damage is checked first,
+    so a run that did damage says so in its journal whatever else broke."""
     doc, _ = _export(tmp_path, "skipped_node", "unsafe")
     probes = {p["name"]: p for p in doc["steady-state-hypothesis"]["probes"]}
-    assert list(probes) == ["fleet_uniform", "nodes_healthy", "excess_shares", "orders_lost"]
+    assert list(probes) == ["excess_shares", "orders_lost", "fleet_uniform", "nodes_healthy"]
     assert probes["excess_shares"]["tolerance"] == {"type": "range", "range": [0, 0]}
     uniform = probes["fleet_uniform"]["tolerance"]["provider"]
     assert (uniform["func"], uniform["arguments"]) == (

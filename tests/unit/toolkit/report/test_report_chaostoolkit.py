@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from toolkit.experiments.journal import GUARDS
+from toolkit.experiments.journal import GUARDS, Journal, Outcome
 from toolkit.report.build import build_report
 from toolkit.report.journals import from_chaostoolkit
 
@@ -144,7 +144,7 @@ def test_the_report_has_a_row_a_page_and_a_plot_for_a_chaos_run(tmp_path: Path):
     journals.mkdir(parents=True)
     (journals / "skipped_node-unsafe-chaos.json").write_text(json.dumps(chaos_journal()))
     result = build_report(journals, tmp_path / "reports")
-    (row,) = [r for r in result.rows if r["experiment"] == "skipped_node"]
+    (row,) = [r for r in result.rows if r["experiment"] == "skipped_node (chaos run)"]
     assert (row["mode"], row["status"], row["excess shares"], row["runaway nodes"]) == (
         "unsafe",
         "deviated",
@@ -153,9 +153,29 @@ def test_the_report_has_a_row_a_page_and_a_plot_for_a_chaos_run(tmp_path: Path):
     )
     page = (tmp_path / "reports" / "experiments" / "skipped_node-unsafe-chaos.md").read_text()
     assert "587,300" in page and "copy 8.0.0: 8.0.0 on 7 nodes" in page
+    assert "| run by | `chaos run` |" in page
     png = tmp_path / "reports" / "experiments" / "skipped_node-unsafe-chaos.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.skipped == []
+
+
+def test_a_chaos_run_has_its_row_beside_knights_own_run_of_the_same_experiment(tmp_path: Path):
+    journals = tmp_path / "journals"
+    journals.mkdir()
+    (journals / "skipped_node-unsafe-chaos.json").write_text(json.dumps(chaos_journal()))
+    # knight's own run of the same experiment, mode and guards, made later.
+    own = Journal("skipped_node", "unsafe", dict.fromkeys(GUARDS, False), {"node": "smars-8"})
+    own.outcome = Outcome(excess_shares=12, runaway_nodes=["smars-8"])
+    own.finish("deviated", True)
+    own.write(journals / "skipped_node-unsafe-own.json")
+    result = build_report(journals, tmp_path / "report")
+    rows = [(r["experiment"], r["excess shares"]) for r in result.rows[:-1]]
+    assert rows == [("skipped_node", "12"), ("skipped_node (chaos run)", "587,300")]
+    index = (tmp_path / "report" / "index.md").read_text()
+    assert "[skipped_node (chaos run)](experiments/skipped_node-unsafe-chaos.md)" in index
+    assert "[skipped_node](experiments/skipped_node-unsafe-own.md)" in index
+    page = (tmp_path / "report" / "experiments" / "skipped_node-unsafe-own.md").read_text()
+    assert "| run by | `knight experiment run` |" in page
 
 
 def test_a_chaos_journal_without_knights_outcome_is_skipped_and_says_why(tmp_path: Path):
