@@ -7,9 +7,11 @@ what to do, they are not skipped."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -44,7 +46,8 @@ def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
         f"--user-data-dir={profile}",
     ):
         options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # The console, and the DevTools protocol's events (each request the page makes).
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     browser.set_page_load_timeout(TIMEOUT_S)
     browser.set_script_timeout(TIMEOUT_S)
@@ -54,19 +57,34 @@ def chromium(profile: Path) -> Iterator[webdriver.Chrome]:
         browser.quit()
 
 
-def open_page(browser: webdriver.Chrome, path: Path) -> list[str]:
-    """Load `path` (a file) and return what its console said at error level (a script error,
-    console.error, a resource that failed to load)."""
-    browser.get_log("browser")  # what earlier pages said is theirs
-    browser.get(Path(path).resolve().as_uri())
-    return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+@dataclass(frozen=True)
+class Loaded:
+    """What loading a page did: its console's errors (a script error, console.error, a resource
+    that failed to load) and every URL it requested after its own."""
+
+    errors: list[str]
+    fetched: list[str]
 
 
-def fetched(browser: webdriver.Chrome) -> list[str]:
-    """Every resource the page loaded after itself (a self-contained page loads none)."""
-    return browser.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name)"
-    )
+def open_page(browser: webdriver.Chrome, path: Path) -> Loaded:
+    """Load the file `path` and say what its loading did."""
+    browser.get_log("browser")  # what earlier pages did is theirs
+    browser.get_log("performance")
+    url = Path(path).resolve().as_uri()
+    browser.get(url)
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    fetched = []
+    for entry in browser.get_log("performance"):
+        event = json.loads(entry["message"])["message"]
+        if event.get("method") != "Network.requestWillBeSent":
+            continue
+        params = event["params"]
+        requested = params["request"]["url"]
+        # The page's own requests (not the browser's for its start page), past the page itself.
+        own = params.get("documentURL") == url and requested != url
+        if own and not requested.startswith("data:"):
+            fetched.append(requested)
+    return Loaded(errors, fetched)
 
 
 def colours(browser: webdriver.Chrome) -> tuple[int, float]:

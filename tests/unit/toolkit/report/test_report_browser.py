@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_browser import chromium, colours, fetched, open_page, rects_overlap
+from report_browser import Loaded, chromium, colours, open_page, rects_overlap
 from selenium.webdriver.common.by import By
 
 from toolkit.experiments.journal import guard_label
@@ -63,16 +63,19 @@ def test_the_fixture_journals_cover_what_the_pages_must_show():
 
 def test_the_checks_catch_a_console_error_a_fetch_and_a_blank_page(browser, tmp_path):
     bad = tmp_path / "bad.html"
+    (tmp_path / "style.css").write_text("body { color: #333; }")
     bad.write_text(
-        "<!DOCTYPE html><title>bad</title><script>console.error('boom')</script>"
+        '<!DOCTYPE html><title>bad</title><link rel="stylesheet" href="style.css">'
+        "<script>console.error('boom')</script>"
         '<img src="missing.png" alt="">'
     )
-    errors = open_page(browser, bad)
-    assert any("boom" in e for e in errors) and any("missing.png" in e for e in errors)
-    assert [u.rsplit("/", 1)[-1] for u in fetched(browser)] == ["missing.png"]
+    loaded = open_page(browser, bad)
+    assert any("boom" in e for e in loaded.errors)
+    assert any("missing.png" in e for e in loaded.errors)
+    assert sorted(u.rsplit("/", 1)[-1] for u in loaded.fetched) == ["missing.png", "style.css"]
     blank = tmp_path / "blank.html"
     blank.write_text("<!DOCTYPE html><title>blank</title><body style='background:#fff'>")
-    assert open_page(browser, blank) == []
+    assert open_page(browser, blank) == Loaded([], [])
     assert colours(browser) == (1, 1.0)
 
 
@@ -80,13 +83,12 @@ def test_every_page_opens_without_a_console_error_and_fetches_nothing(report, br
     pages = [report / "index.html", *sorted((report / "experiments").glob("*.html"))]
     assert len(pages) == 1 + len(journals())
     for page in pages:
-        assert open_page(browser, page) == [], page.name
-        assert fetched(browser) == [], page.name
+        assert open_page(browser, page) == Loaded([], []), page.name
         assert browser.find_elements(By.TAG_NAME, "script") == [], page.name
 
 
 def test_the_index_shows_each_runs_figures_as_its_journal_has_them(report, browser):
-    assert open_page(browser, report / "index.html") == []
+    assert open_page(browser, report / "index.html").errors == []
     docs = journals()
     rows = browser.find_elements(By.CSS_SELECTOR, "#runs tr[data-run]")
     assert sorted(r.get_attribute("data-run") for r in rows) == sorted(docs)
@@ -116,7 +118,11 @@ def test_the_index_shows_each_runs_figures_as_its_journal_has_them(report, brows
 def test_an_unsafe_runs_alert_reads_as_sent_and_unread_like_2012s(report, browser):
     open_page(browser, report / "index.html")
     unread = browser.find_elements(By.CSS_SELECTOR, '#runs td.unread[data-col="time to detect"]')
-    mailbox = [d for d in journals().values() if not d["guards"]["monitor"] and alerts(d)]
+    mailbox = [
+        d
+        for d in journals().values()
+        if not d["guards"]["monitor"] and d["outcome"]["detected_at_s"] is not None
+    ]
     assert len(unread) == len(mailbox) > 0
     incident = browser.find_element(By.CSS_SELECTOR, "#runs tr[data-incident]")
     emails = INCIDENT_2012["pre_open_alert_emails"]
@@ -149,7 +155,7 @@ def test_the_matrix_is_coloured_by_the_excess_shares_of_each_cells_run(report, b
 
 def test_each_run_page_marks_every_alert_guard_event_and_kill_with_labels_apart(report, browser):
     for stem, doc in journals().items():
-        assert open_page(browser, report / "experiments" / f"{stem}.html") == []
+        assert open_page(browser, report / "experiments" / f"{stem}.html").errors == []
         svg = browser.find_element(By.CSS_SELECTOR, "#plot svg")
         kinds = [e["kind"] for e in doc["timeline"]]
         for kind, count in (
@@ -194,7 +200,7 @@ def test_what_a_journal_says_is_shown_as_text_never_run_as_markup(browser, tmp_p
     (folder / "hostile.json").write_text(json.dumps(doc))
     build_report(folder, tmp_path)
     page = tmp_path / "experiments" / "hostile.html"
-    assert open_page(browser, page) == []
+    assert open_page(browser, page) == Loaded([], [])
     assert browser.find_elements(By.TAG_NAME, "script") == []
     assert browser.find_elements(By.TAG_NAME, "b") == []
     assert (
