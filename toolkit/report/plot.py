@@ -57,8 +57,7 @@ _ALIASES = {"rollback_kill": "kill"}
 LABEL_GID = "mark-label"
 #: A label's text is cut to this many characters.
 _LABEL_CHARS = 40
-#: Kinds drawn as a tick at the foot of the axes (this fraction of its height), not a full line.
-_TICKED = ("alert",)
+#: Alerts are ticks at the foot of the axes, this fraction of its height.
 _TICK = 0.04
 #: Space between two labels side by side, in points.
 _LABEL_GAP_PT = 1.5
@@ -213,18 +212,24 @@ def _draw_nodes(
 
 def _draw_lines(ax: Axes, found: Sequence[Mark]) -> None:
     """One vertical line per mark: days grey and dotted, events dashed in their kind's colour;
-    alerts, which come by the hundred in a runaway, as a tick each along the foot (the first of
-    each label's burst gets its dashed line with the label)."""
+    alerts, which come by the hundred in a runaway, as a tick each along the foot, drawn as one
+    collection `mark-alerts` (the first of each label's burst gets its dashed line with the
+    label)."""
     for i, mark in enumerate(found):
         if mark.kind == "day":
             line = ax.axvline(mark.t, color="#999999", linestyle=":", linewidth=0.8, zorder=1)
-        elif mark.kind in _TICKED:
-            line = ax.axvline(mark.t, ymax=_TICK, color=MARKS[mark.kind], linewidth=0.8, zorder=4)
+        elif mark.kind == "alert":
+            continue
         else:
             line = ax.axvline(
                 mark.t, color=MARKS[mark.kind], linestyle="--", linewidth=1.0, zorder=1
             )
         line.set_gid(f"mark-{mark.kind}-{i}")
+    alerts = [m.t for m in found if m.kind == "alert"]
+    if alerts:
+        ticks = ax.vlines(alerts, 0, _TICK, transform=ax.get_xaxis_transform(),
+                          colors=MARKS["alert"], linewidth=0.8, zorder=4)  # fmt: skip
+        ticks.set_gid("mark-alerts")
 
 
 def _draw_labels(ax: Axes, found: Sequence[Mark], span: float, *, top: bool) -> None:
@@ -251,7 +256,7 @@ def _draw_labels(ax: Axes, found: Sequence[Mark], span: float, *, top: bool) -> 
     band = 8.0 if any(abs(g - w) > 0.5 for g, w in zip(placed, at, strict=True)) else 1.0
     for i, (group, want, got) in enumerate(zip(groups, at, placed, strict=True)):
         colour = "#555555" if group[0].kind == "day" else MARKS[group[0].kind]
-        if group[0].kind in _TICKED:  # the label's line, from its ticks up to it
+        if group[0].kind == "alert":  # the label's line, from its ticks up to it
             line = ax.axvline(group[0].t, color=colour, linestyle="--", linewidth=0.8, zorder=1)
             line.set_gid(f"label-line-{row}-{i}")
         moved = abs(got - want) > 0.5

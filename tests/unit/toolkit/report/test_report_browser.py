@@ -158,16 +158,19 @@ def test_each_run_page_marks_every_alert_guard_event_and_kill_with_labels_apart(
         assert open_page(browser, report / "experiments" / f"{stem}.html").errors == []
         svg = browser.find_element(By.CSS_SELECTOR, "#plot svg")
         kinds = [e["kind"] for e in doc["timeline"]]
+        ticks = svg.find_elements(By.CSS_SELECTOR, "g#mark-alerts path")
+        assert len(ticks) == kinds.count("alert"), stem
         for kind, count in (
-            ("alert", kinds.count("alert")),
             ("guard", kinds.count("guard")),
             ("kill", kinds.count("kill") + kinds.count("rollback_kill")),
             ("runaway", kinds.count("runaway")),
         ):
             marked = svg.find_elements(By.CSS_SELECTOR, f'g[id^="mark-{kind}-"]')
             assert len(marked) == count, (stem, kind)
-        rows = browser.find_elements(By.CSS_SELECTOR, "#timeline tr[data-kind]")
-        assert [r.get_attribute("data-kind") for r in rows] == kinds
+        rows = browser.execute_script(  # one round trip, not one per row
+            "return [...document.querySelectorAll('#timeline tr[data-kind]')].map(r => r.dataset.kind)"
+        )
+        assert rows == kinds, stem
         outcome = browser.find_element(By.ID, "outcome")
         assert cell(outcome, "excess shares").text == f"{doc['outcome']['excess_shares']:,}"
         rects = browser.execute_script(
@@ -191,7 +194,7 @@ def test_a_screenshot_of_each_kind_of_page_is_not_blank(report, browser):
 
 
 def test_what_a_journal_says_is_shown_as_text_never_run_as_markup(browser, tmp_path):
-    doc = next(iter(journals().values()))
+    doc = min(journals().values(), key=lambda d: len(d["timeline"]))  # the quickest to draw
     hostile = "<script>console.error('injected')</script><b>bold</b> & $460M"
     doc["timeline"].append({"t": 1.0, "kind": "alert", "node": "<i>smars-1</i>", "detail": hostile})
     doc["parameters"] = {"node": hostile}

@@ -65,8 +65,11 @@ def test_labels_of_marks_within_a_second_do_not_overlap():
 
 def test_every_alert_guard_event_and_kill_has_its_own_line():
     fig = draw_run(crowded_run())
+    (ticks,) = [c for c in fig.axes[0].collections if c.get_gid() == "mark-alerts"]
+    assert sorted(round(seg[0][0], 2) for seg in ticks.get_segments()) == [
+        round(10.5 + i * 0.03, 2) for i in range(16)
+    ]
     gids = [a.get_gid() or "" for a in fig.axes[0].get_lines()]
-    assert sum(g.startswith("mark-alert-") for g in gids) == 16
     assert sum(g.startswith("mark-guard-") for g in gids) == 1
     assert sum(g.startswith("mark-kill-") for g in gids) == 2  # the monitor's and the rollback's
     assert sum(g.startswith("mark-runaway-") for g in gids) == 1
