@@ -168,6 +168,7 @@ def draw_run(doc: Mapping[str, Any]) -> Figure:
     found = marks(timeline)
     _draw_lines(ax, found)
     fig.draw_without_rendering()  # the axes' final place, which the labels' layout needs
+    fig.set_layout_engine("none")  # and there they stay: the labels are laid out for it
     _draw_labels(ax, [m for m in found if m.kind != "day"], span, top=True)
     _draw_labels(ax, [m for m in found if m.kind == "day"], span, top=False)
     return fig
