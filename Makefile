@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 TEST_LAB ?= knight-test
 
 
-.PHONY: promtool molecule
+.PHONY: promtool chromium molecule
 .PHONY: chaos-skipped-node chaos-reused-flag chaos-rollback chaos knightmare matrix report
 .PHONY: help setup image releases lab lab-down status load deploy rollback verify faults bench test test-unit test-integration lint format clean demo staging staging-down
 
@@ -92,13 +92,23 @@ promtool:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	     --no-install-recommends prometheus >/dev/null; } || echo "promtool not found"
 
-test-unit: $(STAMP) promtool ## Unit tests (no Docker)
+# Headless Chromium opens the HTML report in tests/unit/toolkit/report/test_report_browser.py
+# (through Selenium and chromedriver); Debian's chromium and chromium-driver packages have them.
+# Installed when missing and we may (root with apt-get); the tests fail, not skip, without them.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { [ "$$(id -u)" = 0 ] \
+	  && command -v apt-get >/dev/null \
+	  && echo "installing headless Chromium (Debian packages chromium, chromium-driver)" \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	     --no-install-recommends chromium chromium-driver >/dev/null; } || echo "chromium not found"
+
+test-unit: $(STAMP) promtool chromium ## Unit tests (no Docker)
 	$(BIN)/pytest tests/unit -q
 
 test-integration: image ## Integration tests on a real lab (KNIGHT_LAB=$(TEST_LAB))
 	KNIGHT_LAB=$(TEST_LAB) $(BIN)/pytest tests/integration -q
 
-test: image promtool ## Every test: unit, then integration on a real lab
+test: image promtool chromium ## Every test: unit, then integration on a real lab
 	KNIGHT_LAB=$(TEST_LAB) $(BIN)/pytest tests/unit tests/integration -q
 
 lint: $(STAMP) ## ruff (lint and format check) and ansible-lint on the playbooks
@@ -136,7 +146,7 @@ knightmare: lab ## The whole 2012 sequence, unsafe and guarded
 matrix: lab ## Every experiment with no guard, each guard alone, and all: the defense-in-depth table
 	$(KNIGHT) experiment matrix
 
-report: $(STAMP) ## Write reports/index.md with a page and a plot per run, from the journals
+report: $(STAMP) ## Write reports/index.md and index.html with a page and a plot per run, from the journals
 	$(KNIGHT) report
 
 demo: lab ## From nothing: image, lab, the three experiments both ways, the report and its table

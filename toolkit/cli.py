@@ -965,7 +965,9 @@ def _matrix_expectations(journals: dict[str, dict[str, str]]) -> dict[str, dict[
 @main.command("report")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def report_cmd(as_json: bool) -> None:
-    """Write reports/index.md, a page and a plot per run, from the journals; print the table."""
+    """Write reports/index.md and index.html (the runs beside 2012, the defense-in-depth
+    matrix) and a page (Markdown and HTML) and a plot per run, from the journals; print the
+    table."""
     from .report.build import SUMMARY_COLUMNS, build_report
     from .settings import load_settings
 

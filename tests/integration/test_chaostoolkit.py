@@ -123,6 +123,6 @@ def _report_has_both_runs(folder: Path, exp_id: str, mode: str, own: Path, their
     assert row["excess shares"] == fmt_int(theirs["excess_shares"])
     assert row["runaway nodes"] == runaway_text(theirs)
     page = folder / "report" / "experiments" / f"{exp_id}-{mode}-chaos.md"
-    assert "| run by | `chaos run` |" in page.read_text()
+    assert "| run by | chaos run |" in page.read_text()
     assert page.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.skipped == []

@@ -1,9 +1,9 @@
 """The report: what the experiments did, in a page a person reads in a minute, beside 2012.
 
 This module reads the journals, holds the 2012 incident figures, makes the summary rows and
-writes the report with `build_report`: `index.md` (the latest run per experiment, mode and guard
-set, the Knight Capital row, the defense-in-depth matrix) and, per run, `experiments/<stem>.md`
-and `experiments/<stem>.png`. Unreadable journals are skipped and named.
+writes the report with `build_report`: `index.md` and `index.html` (the latest run per experiment,
+mode and guard set, the Knight Capital row, the defense-in-depth matrix) and, per run,
+`experiments/<stem>.md`, `.html` and `.png`. Unreadable journals are skipped and named.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from typing import Any
 from toolkit.errors import KnightError
 from toolkit.settings import load_settings
 
-from .format import fmt_int, fmt_seconds, fmt_usd, runaway_text
+from .format import detect_text, fmt_int, fmt_seconds, fmt_usd, runaway_text
+from .html import html_index, html_run_page
 from .journals import KNIGHT, RUNNERS, JournalRun, read_run
-from .markdown import MATRIX_SETS, index_page, run_page
+from .markdown import index_page, run_page
+from .matrix import MATRIX_SETS
 from .plot import plot_run
 
 __all__ = [
@@ -57,7 +59,9 @@ class ReportResult:
     """What `build_report` wrote, and what it could not read."""
 
     index: Path
+    html: Path
     pages: list[Path] = field(default_factory=list)
+    html_pages: list[Path] = field(default_factory=list)
     plots: list[Path] = field(default_factory=list)
     runs: int = 0
     skipped: list[tuple[Path, str]] = field(default_factory=list)
@@ -66,7 +70,9 @@ class ReportResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "index": str(self.index),
+            "html": str(self.html),
             "pages": [str(p) for p in self.pages],
+            "html_pages": [str(p) for p in self.html_pages],
             "plots": [str(p) for p in self.plots],
             "runs": self.runs,
             "skipped": [{"path": str(p), "reason": r} for p, r in self.skipped],
@@ -131,7 +137,7 @@ def _row(run: JournalRun) -> dict[str, str]:
                 str(doc["status"]),
                 fmt_int(outcome.get("excess_shares")),
                 runaway_text(outcome),
-                fmt_seconds(outcome.get("detected_at_s"), never),
+                detect_text(doc, never),
                 fmt_seconds(outcome.get("killed_at_s"), never),
                 fmt_usd(outcome.get("loss_usd")),
                 fmt_int(outcome.get("shares_traded")),
@@ -191,37 +197,46 @@ def build_report(
     incident: Mapping[str, Any] | None = None,
     force: bool = False,
 ) -> ReportResult:
-    """Write `out_dir/index.md` and, per journal, `out_dir/experiments/<stem>.md` and `.png`.
-    A run's page and plot are redrawn only when its journal is newer (or `force`)."""
+    """Write `out_dir/index.md` and `index.html` and, per journal, `out_dir/experiments/<stem>`
+    `.md`, `.html` and `.png`. A run's pages and plot are redrawn only when its journal is newer
+    (or `force`)."""
     journals_dir, out_dir = Path(journals_dir), Path(out_dir)
     incident = incident or INCIDENT_2012
     runs, skipped = _read_all(journals_dir)
     latest = _latest(runs)
-    result = ReportResult(index=out_dir / "index.md", runs=len(runs), skipped=skipped)
+    result = ReportResult(
+        index=out_dir / "index.md", html=out_dir / "index.html", runs=len(runs), skipped=skipped
+    )
     runs_dir = out_dir / "experiments"
     runs_dir.mkdir(parents=True, exist_ok=True)
     for run in runs:
-        plot, page = runs_dir / f"{run.stem}.png", runs_dir / f"{run.stem}.md"
-        stale = force or any(
-            not p.exists() or p.stat().st_mtime < run.path.stat().st_mtime for p in (plot, page)
-        )
-        if stale:
-            plot_run(run.doc, plot)
-            _write(page, run_page(run, plot))
+        plot, page, html = _write_run(run, runs_dir, force)
         result.plots.append(plot)
         result.pages.append(page)
+        result.html_pages.append(html)
     result.rows = [_row(r) for r in latest] + [_incident_row(incident)]
-    index = index_page(
-        latest,
-        result.rows,
-        runs,
-        skipped,
-        columns=SUMMARY_COLUMNS,
-        source=incident.get("source", INCIDENT_2012["source"]),
-        journals_dir=journals_dir,
-    )
-    _write(result.index, index)
+    args = (latest, result.rows, runs, skipped)
+    kwargs: dict[str, Any] = {
+        "columns": SUMMARY_COLUMNS,
+        "source": incident.get("source", INCIDENT_2012["source"]),
+        "journals_dir": journals_dir,
+    }
+    _write(result.index, index_page(*args, **kwargs))
+    _write(result.html, html_index(*args, **kwargs))
     return result
+
+
+def _write_run(run: JournalRun, runs_dir: Path, force: bool) -> tuple[Path, Path, Path]:
+    """A run's plot, Markdown page and HTML page, redrawn when its journal is newer."""
+    plot, page, html = (runs_dir / f"{run.stem}{ext}" for ext in (".png", ".md", ".html"))
+    stale = force or any(
+        not p.exists() or p.stat().st_mtime < run.path.stat().st_mtime for p in (plot, page, html)
+    )
+    if stale:
+        drawn = plot_run(run.doc, plot)
+        _write(page, run_page(run, plot))
+        _write(html, html_run_page(run, drawn.svg))
+    return plot, page, html
 
 
 def _write(path: Path, text: str) -> None:

@@ -8,7 +8,17 @@ from typing import Any
 
 from toolkit.settings import node_key
 
-__all__ = ["fmt_int", "fmt_seconds", "fmt_usd", "md_cell", "md_table", "runaway_text"]
+__all__ = [
+    "detect_text",
+    "fmt_int",
+    "fmt_seconds",
+    "fmt_usd",
+    "md_cell",
+    "md_table",
+    "runaway_text",
+    "text_cell",
+    "unread_alerts",
+]
 
 
 def fmt_int(value: float | None) -> str:
@@ -56,9 +66,30 @@ def runaway_text(outcome: Mapping[str, Any]) -> str:
     return ", ".join(nodes)
 
 
+def unread_alerts(doc: Mapping[str, Any]) -> int | None:
+    """How many alerts of a run went to the mailbox nobody reads: its `alert` events when the
+    monitor guard was off (the monitor then only writes e-mails, docs/journal.md); None when the
+    guard was on and its alerts acted."""
+    if (doc.get("guards") or {}).get("monitor"):
+        return None
+    return sum(1 for e in doc.get("timeline") or [] if e.get("kind") == "alert")
+
+
+def detect_text(doc: Mapping[str, Any], never: str = "never") -> str:
+    """A run's time to detect: "0.3 s" when an alert acted on the runaway; "never (alerted at
+    0.0 s, 12 e-mails unread)" when it went to the mailbox nobody reads, as in 2012; `never` when
+    no alert fired."""
+    detected = (doc.get("outcome") or {}).get("detected_at_s")
+    unread = unread_alerts(doc)
+    if detected is None or unread is None:
+        return fmt_seconds(detected, never)
+    mails = f"{unread} e-mail{'' if unread == 1 else 's'} unread" if unread else "unread"
+    return f"never (alerted at {fmt_seconds(detected)}, {mails})"
+
+
 # -- Markdown -------------------------------------------------------------------------------------
-def md_cell(value: Any) -> str:
-    """One table cell: None -> —, booleans as yes/no, lists and dicts spelled out, pipes escaped."""
+def text_cell(value: Any) -> str:
+    """One table cell as text: None -> —, booleans as yes/no, lists and dicts spelled out."""
     if value is None:
         return "—"
     if isinstance(value, bool):
@@ -67,7 +98,12 @@ def md_cell(value: Any) -> str:
         return ", ".join(str(v) for v in value) or "—"
     if isinstance(value, dict):
         return ", ".join(f"{k}={v}" for k, v in value.items()) or "—"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    return str(value)
+
+
+def md_cell(value: Any) -> str:
+    """One Markdown table cell: `text_cell`, pipes escaped, on one line."""
+    return text_cell(value).replace("|", "\\|").replace("\n", " ")
 
 
 def md_table(header: Iterable[str], rows: Iterable[Iterable[Any]]) -> list[str]:

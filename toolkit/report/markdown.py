@@ -3,33 +3,42 @@ and timeline), the defense-in-depth matrix, and the index that links them all.""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from toolkit.experiments.journal import GUARDS
-from toolkit.settings import node_key
+from .format import fmt_int, md_table
+from .journals import JournalRun
+from .matrix import MATRIX_SETS, matrix
+from .pages import OUTCOME_COLUMNS, facts, outcome_row, run_tables
 
-from .format import fmt_int, fmt_seconds, fmt_usd, md_table, runaway_text
-from .journals import RUNNERS, JournalRun
+__all__ = ["MATRIX_NOTE", "TABLE_NOTE", "index_page", "matrix_section", "run_page"]
 
-__all__ = ["MATRIX_SETS", "index_page", "matrix_section", "run_page"]
-
-#: Guard sets of the defense-in-depth matrix, in column order.
-MATRIX_SETS = ("none", *GUARDS, "all")
+#: What the matrix shows, under its title on every page that has it.
+MATRIX_NOTE = (
+    "Excess shares (child shares executed beyond their parents) of the latest run of each "
+    "experiment with no guard, each guard alone, and all of them. 0 means that guard, on its "
+    "own, stopped the damage; — means not run."
+)
+#: What the run table's times mean, under it on every page that has it.
+TABLE_NOTE = (
+    "Excess shares are child shares executed beyond their parents' quantities. Times to detect "
+    'and to kill count from the fault; "never" means nothing stopped it before the run\'s own '
+    'rollbacks, "—" that there was nothing to stop. "never (alerted at …, e-mails unread)": the '
+    "monitor alerted, but its alerts went to a mailbox nobody reads, as in 2012."
+)
 
 
 # -- a run's page ---------------------------------------------------------------------------------
 def run_page(run: JournalRun, plot: Path) -> str:
     """The page of one run, `plot` (its PNG, beside the page) shown under its facts."""
-    doc, outcome = run.doc, run.doc["outcome"]
+    doc = run.doc
     lines = [
         f"# {doc['experiment']} — {doc['mode']} (guards: {run.guards})",
         "",
         "[← the report](../index.md)",
         "",
-        *_facts_table(run),
+        *md_table(("", ""), facts(doc)),
         "",
         f"![child orders per second per node]({plot.name})",
         "",
@@ -37,131 +46,36 @@ def run_page(run: JournalRun, plot: Path) -> str:
         "",
         "Times are seconds from the fault.",
         "",
-        *_outcome_table(outcome),
+        *md_table(OUTCOME_COLUMNS, [outcome_row(doc)]),
         "",
     ]
-    lines += _fleet_section(outcome.get("fleet_end") or {})
-    lines += _steady_state_section(doc.get("steady_state") or {})
-    lines += _expectations_section(doc.get("expectations") or [])
-    lines += _timeline_section(doc.get("timeline") or [])
-    return "\n".join(lines) + "\n"
-
-
-def _facts_table(run: JournalRun) -> list[str]:
-    doc = run.doc
-    guards = doc.get("guards") or {}
-    on = [g for g in GUARDS if guards.get(g)]
-    met = doc.get("expectations_met")
-    deviated = " (steady state broken after)" if doc.get("deviated") else ""
-    return md_table(
-        ("", ""),
-        [
-            ("status", f"{doc['status']}{deviated}"),
-            ("run by", f"`{RUNNERS.get(run.runner, run.runner)}`"),
-            ("expectations", "—" if met is None else ("met" if met else "NOT met")),
-            ("start", doc.get("start")),
-            ("duration", fmt_seconds(doc.get("duration_s"), "—")),
-            ("guards on", ", ".join(on) or "none"),
-            ("parameters", doc.get("parameters") or {}),
-        ],
-    )
-
-
-def _outcome_table(outcome: Mapping[str, Any]) -> list[str]:
-    return md_table(
-        (
-            "parent orders",
-            "child orders",
-            "executions",
-            "shares traded",
-            "excess shares",
-            "runaway nodes",
-            "detected at",
-            "killed at",
-            "loss",
-        ),
-        [
-            (
-                fmt_int(outcome.get("parent_orders")),
-                fmt_int(outcome.get("child_orders")),
-                fmt_int(outcome.get("executions")),
-                fmt_int(outcome.get("shares_traded")),
-                fmt_int(outcome.get("excess_shares")),
-                runaway_text(outcome),
-                fmt_seconds(outcome.get("detected_at_s")),
-                fmt_seconds(outcome.get("killed_at_s")),
-                fmt_usd(outcome.get("loss_usd")),
-            )
-        ],
-    )
-
-
-def _fleet_section(fleet: Mapping[str, str]) -> list[str]:
-    if not fleet:
-        return []
-    rows = sorted(fleet.items(), key=lambda kv: node_key(kv[0]))
-    return ["## Fleet at the end", "", *md_table(("node", "release"), rows), ""]
-
-
-def _steady_state_section(steady: Mapping[str, Any]) -> list[str]:
-    probes = [
-        (phase, *_probe_cells(r)) for phase in ("before", "after") for r in steady.get(phase) or []
-    ]
-    if not probes:
-        return []
-    header = ("when", "probe", "tolerance", "observed", "held")
-    return ["## Steady state", "", *md_table(header, probes), ""]
-
-
-def _probe_cells(result: Mapping[str, Any]) -> tuple[Any, ...]:
-    return (result.get("probe"), result.get("tolerance"), result.get("value"), result.get("ok"))
-
-
-def _expectations_section(expectations: list[Mapping[str, Any]]) -> list[str]:
-    if not expectations:
-        return []
-    rows = [(e.get("name"), e.get("expected"), e.get("actual"), e.get("met")) for e in expectations]
-    header = ("expectation", "expected", "actual", "met")
-    return ["## Expectations", "", *md_table(header, rows), ""]
-
-
-def _timeline_section(timeline: list[Mapping[str, Any]]) -> list[str]:
-    if not timeline:
-        return ["## Timeline", "", "No events were recorded."]
-    rows = [
-        (f"{float(e.get('t') or 0):.2f}", e.get("kind"), e.get("node"), e.get("detail"))
-        for e in timeline
-    ]
-    return ["## Timeline", "", *md_table(("t (s)", "kind", "node", "detail"), rows)]
+    for table in run_tables(doc):
+        lines += [f"## {table.title}", ""]
+        if table.note:
+            lines += [table.note]
+        if table.rows:
+            lines += md_table(table.header, table.rows)
+        lines += [""]
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 # -- the matrix -----------------------------------------------------------------------------------
 def matrix_section(runs: list[JournalRun]) -> list[str]:
     """Experiment x guard set -> excess shares, when single-guard (matrix) runs exist."""
-    singles = set(GUARDS)
-    if not any(r.guards in singles for r in runs):
+    found = matrix(runs)
+    if found is None:
         return []
-    cells: dict[tuple[str, str], JournalRun] = {}
-    for run in runs:
-        if run.guards not in MATRIX_SETS:
-            continue
-        key = (str(run.doc["experiment"]), run.guards)
-        if key not in cells or run.order > cells[key].order:
-            cells[key] = run
-    experiments = sorted({e for e, _ in cells})
     rows = []
-    for experiment in experiments:
+    for experiment in found.experiments:
         row = [experiment]
         for label in MATRIX_SETS:
-            run = cells.get((experiment, label))
+            run = found.cell(experiment, label)
             row.append(fmt_int(run.doc["outcome"].get("excess_shares")) if run else "—")
         rows.append(row)
     return [
         "## Defense in depth",
         "",
-        "Excess shares (child shares executed beyond their parents) of the latest run of each "
-        "experiment with no guard, each guard alone, and all of them. 0 means that guard, on its "
-        "own, stopped the damage; — means not run.",
+        MATRIX_NOTE,
         "",
         *md_table(("experiment", *MATRIX_SETS), rows),
         "",
@@ -194,10 +108,7 @@ def index_page(
         "",
         *md_table(columns, rows),
         "",
-        "Excess shares are child shares executed beyond their parents' quantities. Times to "
-        'detect and to kill count from the fault; "never" means nothing stopped it before the '
-        'run\'s own rollbacks, "—" that there was nothing to stop. The 2012 figures: '
-        f"{source}.",
+        f"{TABLE_NOTE} The 2012 figures: {source}.",
         "",
         *matrix_section(all_runs),
         "## Every run",

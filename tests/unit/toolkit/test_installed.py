@@ -54,6 +54,7 @@ def test_the_report_works_from_an_installed_knight_anywhere(installed: Path, tmp
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "reports" / "index.md").is_file()
     assert "Knight Capital" in (tmp_path / "reports" / "index.md").read_text()
+    assert "Knight Capital" in (tmp_path / "reports" / "index.html").read_text()  # its templates
 
 
 def test_a_command_that_needs_a_checkout_says_so_in_one_line(installed: Path, tmp_path):
