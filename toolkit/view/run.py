@@ -1,7 +1,8 @@
 """The live table of one experiment run, drawn from its journal while the run fills it: per node
 its release, what each flag the experiment sets means to its code, parent and child orders per
 second, excess shares, alerts and marks (a fault, a refused step, the kill switch); above it the
-step under way and the time since the start; below it the latest guard events. The journal is
+step under way, the time since the start and, once it ends, the run's status; below it the
+latest guard events. The journal is
 the only source: what is shown here is what the journal records."""
 
 from __future__ import annotations
@@ -108,8 +109,6 @@ class RunView:
         line = Text(f"{j.experiment}", style="bold")
         line.append(f" · {j.mode} · guards {guard_label(j.guards)} · ")
         line.append(f"{self._elapsed():.1f}s", style="bold cyan")
-        if j.fault_t is not None:
-            line.append(f" · fault at {j.fault_t:.1f}s", style="red")
         if j.status is not None:
             line.append(f" · {j.status}", style="bold")
         steps = [ev for ev in events if ev.kind == "step"]

@@ -106,3 +106,79 @@ def test_no_live_or_a_pipe_gets_the_plain_lines():
         [sys.executable, "-c", FAKE_RUN], capture_output=True, text=True, timeout=120
     )
     assert piped.stdout == "plain\n"
+
+
+#: `knight faults` or `knight experiment matrix` without a lab: the campaign's schedules and the
+#: matrix's runs end one per line typed on stdin.
+FAKE_WORK = textwrap.dedent(
+    """
+    import sys, tempfile
+    from pathlib import Path
+    from types import SimpleNamespace
+    from toolkit import cli
+    from toolkit.chaos import campaign
+    from toolkit.experiments import matrix
+    from toolkit.experiments.journal import Journal
+
+    settings = SimpleNamespace(reports=Path(tempfile.mkdtemp()), node_names=["smars-1"])
+    cli._lab = lambda: SimpleNamespace(settings=settings)
+
+    def run_campaign(lab, seed, count, progress):
+        for n in range(count):
+            sys.stdin.readline()
+            progress(SimpleNamespace(ok=True, schedule=f"stop smars-{n + 1} at flip",
+                                     status="rolled_back", lost_orders=0))
+        doc = {"schedules": count, "mixed_end_states": 0, "lost_orders": 0, "statuses": {}}
+        return SimpleNamespace(to_json=lambda: doc, interrupted=False, mixed=0, lost_orders=0)
+
+    def run_matrix(lab, chosen, say, observe):
+        for column in ("none", "atomic"):
+            journal = Journal("skipped_node", "unsafe")
+            observe(journal)
+            say(f"skipped_node with {column}")
+            sys.stdin.readline()
+            journal.finish("deviated", True)
+        return matrix.Matrix(["none"], {"skipped_node": {"none": 0}})
+
+    campaign.run_campaign = run_campaign
+    matrix.run_matrix = run_matrix
+    cli.main(sys.argv[1:], prog_name="knight")
+    """
+)
+
+
+def test_the_fault_campaign_counts_schedules_done_and_the_time_left():
+    term = Terminal([sys.executable, "-c", FAKE_WORK, "faults", "--count", "4"])
+    try:
+        term.wait_for_text(r"fault campaign, seed 2012: 0/4 schedules · \d+s · estimating")
+        term.type("\n")
+        shown = term.wait_for_text(r"1/4 schedules · \d+s · about \d+s left")
+        assert "1/4 stop smars-1 at flip: rolled_back, lost 0 — ok" in shown  # the plain line
+        term.type("\n\n\n")
+        assert term.finish() == 0
+        assert re.search(r"4/4 schedules · \d+s · done", term.screen())
+    finally:
+        term.kill()
+
+
+def test_the_matrix_counts_runs_done_above_the_run_under_way():
+    argv = [
+        sys.executable,
+        "-c",
+        FAKE_WORK,
+        "experiment",
+        "matrix",
+        "--experiments",
+        "skipped_node",
+    ]
+    term = Terminal(argv)
+    try:
+        shown = term.wait_for_text(r"skipped_node · unsafe · guards none")
+        assert re.search(r"matrix: 0/8 runs · \d+s · estimating the time left", shown), shown
+        assert "│ smars-1 " in shown
+        term.type("\n")
+        term.wait_for_text(r"matrix: 1/8 runs · \d+s · about \d+")
+        term.type("\n")
+        assert term.finish() == 0
+    finally:
+        term.kill()

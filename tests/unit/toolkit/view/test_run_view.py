@@ -100,12 +100,15 @@ def test_the_header_says_the_run_the_step_under_way_and_the_time_since_the_start
     j, clock = skipped_node_run()
     view = RunView(NODES, j)
     first = draw(view)
-    assert first[0] == "skipped_node · unsafe · guards none · 6.4s · fault at 3.0s"
+    assert first[0] == "skipped_node · unsafe · guards none · 6.4s"
     assert first[1] == "step 3/4 the market opens, until the method ends"
     clock.now += 1.5
     assert draw(view)[0].startswith("skipped_node · unsafe · guards none · 7.9s")
     assert "sampled at 6.0s" in "\n".join(first)
     assert first[-1] == "   6.00s guard: the risk guard refused: nothing"
+    j.finish("deviated", True)
+    clock.now += 10
+    assert draw(view)[0] == "skipped_node · unsafe · guards none · 7.9s · deviated"
 
 
 def test_before_the_first_sample_every_node_has_a_row_of_dashes():
