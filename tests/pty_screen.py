@@ -74,13 +74,17 @@ class Terminal:
             return "\n".join(line.rstrip() for line in self._screen.display)
 
     def wait_for(self, ready: Callable[[str], bool], what: str, timeout: float = 120) -> str:
-        """The first screen for which `ready` holds; fails, showing the screen, after `timeout`
-        seconds or once the command ended without it."""
+        """The first screen for which `ready` holds (a `ready` that raises, on a frame caught
+        half drawn, does not); fails, showing the screen, after `timeout` seconds or once the
+        command ended without it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             shown = self.screen()
-            if ready(shown):
-                return shown
+            try:
+                if ready(shown):
+                    return shown
+            except (AssertionError, ValueError, IndexError):
+                pass
             if self._ended.is_set():
                 break
             time.sleep(0.05)
