@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import signal
 import struct
 import subprocess
 import termios
@@ -103,7 +104,14 @@ class Terminal:
         os.close(self._master)
         return code
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 9)
+    def kill(self, grace_s: float = 300) -> None:
+        """End the command if it still runs: Ctrl-C first (a run then cleans up after itself,
+        within `grace_s`), then SIGKILL."""
+        if self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=30)
