@@ -56,6 +56,38 @@ def _progress(title: str, quiet: bool = False) -> Iterator[Callable[[str], None]
         yield step
 
 
+#: How often a live view is redrawn (at least twice a second, so elapsed time moves smoothly).
+LIVE_REFRESH_HZ = 4
+
+_NO_LIVE = click.option(
+    "--no-live",
+    is_flag=True,
+    help="Print a plain line per event instead of the live view (as a pipe gets).",
+)
+
+
+def _live_wanted(no_live: bool, quiet: bool = False) -> bool:
+    """A live view only on a terminal (stdout and stderr both: a pipe gets plain lines), and
+    neither with --no-live nor with --json."""
+    if no_live or quiet or err.is_dumb_terminal:
+        return False
+    return err.is_terminal and out.is_terminal
+
+
+@contextmanager
+def _shown(title: str, view: Any | None, quiet: bool = False) -> Iterator[Callable[[str], None]]:
+    """`view` live on stderr, redrawn LIVE_REFRESH_HZ times a second, each line said printed
+    above it; without a view, the plain progress (`_progress`)."""
+    if view is None:
+        with _progress(title, quiet) as say:
+            yield say
+        return
+    from rich.live import Live
+
+    with Live(view, console=err, refresh_per_second=LIVE_REFRESH_HZ) as live:
+        yield lambda msg: live.console.print(f"[dim]{msg}[/dim]")
+
+
 class _Group(click.Group):
     """Turns toolkit errors into one line and an exit code."""
 
@@ -828,6 +860,7 @@ _MODE = click.option(
     "expected to deviate), 1 otherwise.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the journal as JSON.")
+@_NO_LIVE
 def experiment_run(
     ident: str,
     mode: str,
@@ -836,17 +869,26 @@ def experiment_run(
     journal_path: Path | None,
     judge_expectations: bool,
     as_json: bool,
+    no_live: bool,
 ) -> None:
-    """Run one experiment (exit 0: the hypothesis held; 1: it deviated; 2: bad input)."""
+    """Run one experiment (exit 0: the hypothesis held; 1: it deviated; 2: bad input).
+
+    On a terminal a live table follows the run: per node its release, what each flag the
+    experiment sets means to its code, parent and child orders per second, excess shares,
+    alerts and marks; the step under way and the time since the start."""
     from .experiments.loader import load_experiment, parse_sets
     from .experiments.run import run_experiment
     from .guards.sets import GuardSet
+    from .view.run import RunView
 
     exp = load_experiment(ident, parse_sets(sets))
     guards = GuardSet.parse(guards_text) if guards_text is not None else GuardSet.for_mode(mode)
     lab_ = _lab()
-    with _progress(f"{exp.id} ({mode}, guards {guards.label()})", quiet=as_json) as say:
-        result = run_experiment(lab_, exp, mode, guards, journal_path, say=say)
+    view = RunView(lab_.settings.node_names) if _live_wanted(no_live, as_json) else None
+    title = f"{exp.id} ({mode}, guards {guards.label()})"
+    with _shown(title, view, quiet=as_json) as say:
+        observe = view.observe if view is not None else None
+        result = run_experiment(lab_, exp, mode, guards, journal_path, say=say, observe=observe)
     if as_json:
         _emit_json(result.journal)
     else:
@@ -920,15 +962,22 @@ def experiment_export(
     help="Comma-separated experiment ids (default: skipped_node, reused_flag, rollback).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the matrix as JSON.")
-def experiment_matrix(ids: str | None, as_json: bool) -> None:
+@_NO_LIVE
+def experiment_matrix(ids: str | None, as_json: bool, no_live: bool) -> None:
     """Every experiment x {no guard, each guard alone, all guards}: the defense-in-depth table
-    of excess shares (journals in reports/journals, the table in reports/index.md)."""
-    from .experiments.matrix import run_matrix
+    of excess shares (journals in reports/journals, the table in reports/index.md). On a
+    terminal it shows the runs done, the time left and the run under way, live."""
+    from .experiments.matrix import matrix_size, run_matrix
+    from .view.progress import Countdown
+    from .view.run import RunsView
 
     chosen = [i.strip() for i in ids.split(",")] if ids else None
     lab_ = _lab()
-    with _progress("matrix", quiet=as_json) as say:
-        matrix = run_matrix(lab_, chosen, say=say)
+    view = None
+    if _live_wanted(no_live, as_json):
+        view = RunsView(Countdown("matrix", matrix_size(chosen), "runs"), lab_.settings.node_names)
+    with _shown("matrix", view, quiet=as_json) as say:
+        matrix = run_matrix(lab_, chosen, say=say, observe=view.observe if view else None)
     met = _matrix_expectations(matrix.journals)
     missed = [f"{e} with {c}" for e, row in met.items() for c, ok in row.items() if ok is False]
     if as_json:
@@ -1023,21 +1072,24 @@ def verify_cmd(release: str | None, inventory: Path | None, pytest_args: tuple[s
     default=None,
     help="Where to write the campaign (default: reports/faults.json).",
 )
-def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
+@_NO_LIVE
+def faults_cmd(seed: int, count: int, json_path: Path | None, no_live: bool) -> None:
     """Deploy under a seeded campaign of faults (stop, pause, partition, corrupt a staged
-    artifact) landing in each phase; count mixed-version end states and lost orders."""
+    artifact) landing in each phase; count mixed-version end states and lost orders. On a
+    terminal it shows the schedules done and the time left, live."""
     from .chaos.campaign import run_campaign
+    from .view.progress import Countdown
 
     lab_ = _lab()
     path = json_path or lab_.settings.reports / "faults.json"
-    done = [0]
-
-    with _progress(f"fault campaign, seed {seed}") as say:
+    title = f"fault campaign, seed {seed}"
+    done = Countdown(title, count, "schedules")
+    with _shown(title, done if _live_wanted(no_live) else None) as say:
 
         def show(r) -> None:
-            done[0] += 1
+            done.done += 1
             mark = "ok" if r.ok else "[red]BROKEN[/red]"
-            say(f"{done[0]}/{count} {r.schedule}: {r.status}, lost {r.lost_orders} — {mark}")
+            say(f"{done.done}/{count} {r.schedule}: {r.status}, lost {r.lost_orders} — {mark}")
 
         campaign = run_campaign(lab_, seed, count, progress=show)
     doc = campaign.to_json()

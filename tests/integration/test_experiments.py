@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from helpers import NODE
+from pty_screen import Terminal
 
 from toolkit.guards.sets import GUARDS
 from toolkit.lab.lab import Lab
@@ -34,6 +35,61 @@ def test_reused_flag_unsafe_runs_away_wherever_old_code_meets_the_flag(own_run):
     assert outcome["runaway_nodes"] == old
     assert outcome["excess_shares"] > 0
     assert journal["deviated"] is True and journal["expectations_met"] is True
+
+
+def _row(screen: str, node: str) -> list[str]:
+    """The cells of a node's row in the live table."""
+    (line,) = [line for line in screen.splitlines() if re.match(rf"\s*│ {node} ", line)]
+    return [cell.strip() for cell in line.strip()[1:-1].split("│")]
+
+
+def _elapsed(screen: str) -> float:
+    found = re.search(r"guards none · (\d+\.\d)s", screen)
+    assert found, screen
+    return float(found.group(1))
+
+
+def test_a_run_on_a_terminal_shows_the_fleet_live_and_ends_on_the_journals_last_sample(
+    lab: Lab, tmp_path
+):
+    """Run by `knight experiment run` on a terminal: the live table shows the run as it goes,
+    and its last frame is what the journal's last sample says."""
+    path = tmp_path / "journal.json"
+    argv = [str(Path(sys.executable).with_name("knight")), "experiment", "run", "reused_flag"]
+    # Two nodes of eight switched when the flag goes on: a rollout part done, and a deploy
+    # half as long as the file's default (four), which the suite's other run makes.
+    argv += ["--mode", "unsafe", "--set", f"node={NODE}", "--set", "open_s=3", "--set", "done=2"]
+    term = Terminal([*argv, "--journal", str(path)], {**os.environ, "KNIGHT_LAB": lab.settings.lab})
+    try:
+        first = term.wait_for(
+            lambda s: "step " in s and all(f"│ {n} " in s for n in lab.settings.node_names),
+            "the live table",
+            timeout=300,
+        )
+        term.wait_for(lambda s: _elapsed(s) > _elapsed(first), "the time since the start move")
+        # While the market is open: the node the rollout did not reach reads flag_7 as Power Peg.
+        term.wait_for(lambda s: "step 3/4 the market opens" in s, "the open market", timeout=300)
+        term.wait_for(lambda s: _row(s, NODE)[2] == "power_peg on", "flag_7 as Power Peg")
+        assert term.finish(timeout=600) == 1, term.screen()  # deviated
+        last = term.screen()
+    finally:
+        term.kill()
+    journal = json.loads(path.read_text())
+    outcome = journal["outcome"]
+    old = sorted(n for n, r in outcome["fleet_end"].items() if r == "7.1.0")
+    assert journal["deviated"] is True and outcome["runaway_nodes"] == old
+    assert "step rollback 2/2 flag_7 off" in last and "· deviated" in last
+    sampled = journal["series"]["samples"][-1]["nodes"]
+    for node, seen in sampled.items():  # the last frame is the journal's last sample
+        flag = seen["flags"]["flag_7"]
+        assert flag["code_meaning"] == ("power_peg" if node in old else "rlp")
+        shown = f"{flag['code_meaning']} {'on' if flag['on'] else 'off'}"
+        assert _row(last, node)[:3] == [node, outcome["fleet_end"][node], shown]
+        assert _row(last, node)[5] == f"{seen['excess_shares']:,}"
+        assert _row(last, node)[7] == ("killed" if seen["trading"] is False else "")
+        alerts = [e for e in journal["timeline"] if e["kind"] == "alert" and e["node"] == node]
+        assert _row(last, node)[6].split(" ")[0] == (str(len(alerts)) if alerts else "")
+    assert all(sampled[n]["excess_shares"] > 0 for n in old)
 
 
 def test_rollback_unsafe_spreads_the_runaway_to_all_eight(lab: Lab, own_run):

@@ -42,6 +42,7 @@ __all__ = [
     "Event",
     "Journal",
     "JournalError",
+    "NodeSample",
     "Outcome",
     "ProbeResult",
     "Series",
@@ -110,12 +111,28 @@ class Event:
 
 
 @dataclass
+class NodeSample:
+    """One node as the run saw it at one moment: what the node's own metrics said (None: it did
+    not answer) and its excess shares at the venue (None: the venue did not answer)."""
+
+    release: str | None = None
+    trading: bool | None = None
+    #: flag -> {"on", "meaning" (declared), "code_meaning" (what the node's code runs)}
+    flags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    parent_orders_per_s: float | None = None
+    child_orders_per_s: float | None = None
+    excess_shares: int | None = None
+
+
+@dataclass
 class Series:
-    """Child orders per second per node, sampled over the run (None: the node did not answer)."""
+    """Child orders per second per node over the run (from the venue's buckets, None: the node
+    did not answer), and the nodes as the run sampled them while it ran (`samples`)."""
 
     interval_s: float
     t: list[float] = field(default_factory=list)
     child_orders_per_s: dict[str, list[float | None]] = field(default_factory=dict)
+    samples: list[tuple[float, dict[str, NodeSample]]] = field(default_factory=list)
 
 
 @dataclass
@@ -270,6 +287,15 @@ class Journal:
             rate = rates.get(node)
             values.append(None if rate is None else round(float(rate), 1))
 
+    def sample_nodes(self, nodes: Mapping[str, NodeSample], *, t: float | None = None) -> None:
+        """Record every node as the run sees it now (the run's own sampling, as it runs)."""
+        self.series.samples.append((self._t(t), dict(nodes)))
+
+    def latest_sample(self) -> tuple[float, dict[str, NodeSample]] | None:
+        """The last nodes sample, with its time; None before the first (safe while it runs)."""
+        samples = self.series.samples
+        return samples[-1] if samples else None
+
     def sample_totals(self, totals: Mapping[str, float | None], *, t: float | None = None) -> None:
         """Record rates from cumulative child-order counters (a node's metrics). The first call
         only sets the baseline; a counter that went down (the node restarted) counts from zero."""
@@ -341,6 +367,7 @@ class Journal:
                 "interval_s": self.series.interval_s,
                 "t": list(self.series.t),
                 "child_orders_per_s": {n: list(self.series.child_orders_per_s[n]) for n in nodes},
+                "samples": [_sample_json(t, by_node) for t, by_node in list(self.series.samples)],
             },
             "outcome": outcome,
             "steady_state": {
@@ -394,6 +421,11 @@ class Journal:
             Path(tmp).unlink(missing_ok=True)
             raise
         return path
+
+
+def _sample_json(t: float, by_node: Mapping[str, NodeSample]) -> dict[str, Any]:
+    nodes = sorted(by_node, key=node_key)
+    return {"t": t, "nodes": {n: asdict(by_node[n]) for n in nodes}}
 
 
 def read_journal(path: Path) -> dict[str, Any]:

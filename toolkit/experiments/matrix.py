@@ -11,10 +11,11 @@ from typing import Any
 from toolkit.guards.sets import GUARDS, GuardSet
 from toolkit.lab.lab import Lab
 
+from .journal import Journal
 from .loader import load_experiment
 from .run import run_experiment
 
-__all__ = ["DEFAULT_EXPERIMENTS", "Matrix", "guard_sets", "run_matrix"]
+__all__ = ["DEFAULT_EXPERIMENTS", "Matrix", "guard_sets", "matrix_size", "run_matrix"]
 
 DEFAULT_EXPERIMENTS = ("skipped_node", "reused_flag", "rollback")
 
@@ -25,6 +26,11 @@ def guard_sets() -> list[tuple[str, str, GuardSet]]:
     sets += [(name, "guarded", GuardSet.of([name])) for name in GUARDS]
     sets.append(("all", "guarded", GuardSet.all()))
     return sets
+
+
+def matrix_size(experiments: list[str] | None = None) -> int:
+    """How many runs the matrix of `experiments` (default: DEFAULT_EXPERIMENTS) makes."""
+    return len(experiments or DEFAULT_EXPERIMENTS) * len(guard_sets())
 
 
 @dataclass
@@ -48,9 +54,12 @@ def run_matrix(
     lab: Lab,
     experiments: list[str] | None = None,
     say: Callable[[str], None] | None = None,
+    observe: Callable[[Journal], None] | None = None,
 ) -> Matrix:
-    """Every experiment with no guard, each guard alone, and all of them. A Ctrl-C ends the
-    run under way as any run ends (rollbacks, journal), then the matrix (KeyboardInterrupt)."""
+    """Every experiment with no guard, each guard alone, and all of them. `say` hears a line
+    as each run begins, `observe` gets each run's journal as it begins (a live view). A Ctrl-C
+    ends the run under way as any run ends (rollbacks, journal), then the matrix
+    (KeyboardInterrupt)."""
     say = say or (lambda _m: None)
     sets = guard_sets()
     matrix = Matrix([column for column, _, _ in sets])
@@ -58,7 +67,7 @@ def run_matrix(
         exp = load_experiment(exp_id, {})
         for column, mode, guards in sets:
             say(f"{exp_id} with {column}")
-            result = run_experiment(lab, exp, mode, guards)
+            result = run_experiment(lab, exp, mode, guards, observe=observe)
             outcome = result.journal["outcome"]
             matrix.cells.setdefault(exp_id, {})[column] = outcome["excess_shares"]
             matrix.runaway.setdefault(exp_id, {})[column] = outcome["runaway_nodes"]

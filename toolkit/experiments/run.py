@@ -31,6 +31,7 @@ from .journal import Journal, Outcome, ProbeResult, exit_code
 from .measure import venue_outcome
 from .model import Activity, Expectations, Experiment, Probe
 from .probes import PROBE_FUNCTIONS
+from .sampler import Sampler
 from .state import RunState, undo_fault
 
 __all__ = ["RunResult", "run_experiment"]
@@ -49,13 +50,20 @@ class RunResult:
 
 
 class _Watcher:
-    """Samples the venue every SAMPLE_S: abort conditions (excess shares, child orders, time).
-    Time counts from the watcher's start, once the lab is reset: how long a busy machine takes
-    to reset the lab is no part of the experiment's duration."""
+    """Samples the venue every SAMPLE_S: abort conditions (excess shares, child orders, time),
+    and hands the venue's counts (None: no answer) to `on_sample`. Time counts from the
+    watcher's start, once the lab is reset: how long a busy machine takes to reset the lab is no
+    part of the experiment's duration."""
 
-    def __init__(self, run: RunState, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        run: RunState,
+        clock: Callable[[], float] = time.monotonic,
+        on_sample: Callable[[dict[str, Any] | None], None] | None = None,
+    ) -> None:
         self.run = run
         self.tripped: str | None = None
+        self._on_sample = on_sample or (lambda _stats: None)
         self._clock = clock
         self._began = clock()
         self._done = threading.Event()
@@ -75,12 +83,14 @@ class _Watcher:
             try:
                 stats = venue.get("/stats")
             except KnightError as exc:
+                self._on_sample(None)
                 # Without the venue's counts no abort condition can be checked: a run that
                 # cannot see its damage stops instead of going on blind.
                 if self.tripped is None and time.monotonic() - answered > VENUE_SILENT_S:
                     self._trip(f"venue not answering for {VENUE_SILENT_S:g}s", str(exc))
                 continue
             answered = time.monotonic()
+            self._on_sample(stats)
             seen = {
                 "excess_shares": stats.get("excess_shares", 0),
                 "child_orders": stats.get("child_orders", 0),
@@ -104,6 +114,8 @@ class _Observers:
 
     monitor: Monitor | None = None
     watcher: _Watcher | None = None
+    #: Records the nodes and the monitor's alerts and kills as the run goes.
+    sampler: Sampler | None = None
     venue_start: float | None = None
     #: What the monitor saw, once it stopped.
     seen: MonitorResult | None = None
@@ -126,8 +138,11 @@ def run_experiment(
     guards: GuardSet | None = None,
     journal_path: Path | None = None,
     say: Callable[[str], None] | None = None,
+    observe: Callable[[Journal], None] | None = None,
 ) -> RunResult:
     """Run `experiment` in `mode` (unsafe: no guard, guarded: all) or with exactly `guards`.
+    `say` hears each event as a line; `observe` gets the run's journal as soon as it exists,
+    to read while the run fills it (a live view).
 
     Whatever happens from the first step on (a failed step, an abort, a Docker error, Ctrl-C
     at any moment, a second Ctrl-C during the clean-up), the market closes, every rollback
@@ -135,7 +150,7 @@ def run_experiment(
     guards = guards if guards is not None else GuardSet.for_mode(mode)
     # A second deploy or run on this lab meanwhile is refused before it changes anything.
     with lab.exclusive(f"experiment {experiment.id} ({mode})"):
-        return _run(lab, experiment, mode, guards, journal_path, say)
+        return _run(lab, experiment, mode, guards, journal_path, say, observe)
 
 
 def _run(
@@ -145,10 +160,13 @@ def _run(
     guards: GuardSet,
     journal_path: Path | None,
     say: Callable[[str], None] | None,
+    observe: Callable[[Journal], None] | None,
 ) -> RunResult:
     journal = Journal(
         experiment.id, mode, guards.to_json(), experiment.parameters, interval_s=SAMPLE_S
     )
+    if observe is not None:
+        observe(journal)
     run = RunState(lab, experiment, guards, journal, say or (lambda _m: None))
     # The activities are called with the run's configuration; this gives them its lab, its
     # stop event and its journal.
@@ -204,7 +222,8 @@ def _start(run: RunState, observers: _Observers) -> None:
         None,
         "alerts kill the fleet" if guards.monitor else "alerts go to a mailbox nobody reads",
     )
-    observers.watcher = _Watcher(run)
+    observers.sampler = Sampler(run, observers.monitor)
+    observers.watcher = _Watcher(run, on_sample=observers.sampler)
     observers.watcher.start()
 
 
@@ -281,8 +300,8 @@ def _finish(
     lab, experiment, journal = run.lab, run.experiment, run.journal
     held = True
     try:
-        if observers.seen is not None:
-            _record_monitor(run, observers.seen)
+        if observers.seen is not None and observers.sampler is not None:
+            observers.sampler.record(observers.seen)
         after = _probe(run, experiment.steady_state, "after")
         held = journal.steady("after", after)
         _series(run, observers.venue_start or journal.start.timestamp())
@@ -311,9 +330,11 @@ def _finish(
 
 
 def _method(run: RunState) -> str:
-    for step in run.experiment.method:
+    steps = run.experiment.method
+    for number, step in enumerate(steps, 1):
         if run.stop.is_set():
             return "aborted"
+        run.begins(f"{number}/{len(steps)} {step.label}", step.args.get("node"))
         outcome = _step(run, step)
         if outcome.status == "refused":
             run.event(
@@ -349,7 +370,9 @@ def _rollbacks(run: RunState) -> bool:
     run.stop.clear()
     run.phase = "rollbacks"
     interrupted = False
-    for step in run.experiment.rollbacks:
+    steps = run.experiment.rollbacks
+    for number, step in enumerate(steps, 1):
+        run.begins(f"rollback {number}/{len(steps)} {step.label}", step.args.get("node"))
         try:
             outcome = ACTIVITY_ACTS[step.name](run, step.args)
         except KeyboardInterrupt:
@@ -376,20 +399,6 @@ def _probe(run: RunState, probes: tuple[Probe, ...], phase: str) -> list[ProbeRe
 
 def _failed(results: list[ProbeResult]) -> str:
     return ", ".join(f"{r.probe}={r.value}" for r in results if not r.ok)
-
-
-def _record_monitor(run: RunState, seen: MonitorResult) -> None:
-    start = run.journal.start.timestamp()
-    for entry in seen.timeline():
-        d = entry["detail"]
-        if entry["kind"] == "alert":
-            detail = (
-                f"{d['rule']} {d['severity']} owner={d['owner']} action={d['action']} "
-                f"runbook={d['runbook']}: {d['summary']}"
-            )
-        else:
-            detail = f"kill switch on every node (trigger {', '.join(d['trigger'])}, ok={d['ok']})"
-        run.journal.event(entry["kind"], entry["node"], detail, t=entry["t"] - start)
 
 
 def _series(run: RunState, venue_start: float) -> None:

@@ -61,6 +61,11 @@ class RunState:
         ev = self.journal.event(kind, node, detail)
         self.say(f"{ev.t:7.2f}s {kind}{' ' + node if node else ''}: {detail}")
 
+    def begins(self, step: str, node: str | None = None) -> None:
+        """A step begins: recorded (the live view shows the step under way), not said (the
+        step's line comes when it is done)."""
+        self.journal.event("step", node, step)
+
     def sleep(self, seconds: float) -> bool:
         """Wait, but stop early on an abort; False when aborted."""
         return not self.stop.wait(seconds)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .actions import Action, KillRecord, KillSwitch, Mailbox, Record
 from .alert import Alert
-from .fleet import Fleet, NodeView, Sample, parse
+from .fleet import FlagState, Fleet, NodeState, NodeView, Sample, parse
 from .monitor import MAX_INTERVAL_S, Monitor, MonitorResult, ScrapeTarget
 from .rule import Finding, Rule
 from .rules import default_rules, rule_classes
@@ -29,12 +29,14 @@ __all__ = [
     "Action",
     "Alert",
     "Finding",
+    "FlagState",
     "Fleet",
     "KillRecord",
     "KillSwitch",
     "Mailbox",
     "Monitor",
     "MonitorResult",
+    "NodeState",
     "NodeView",
     "Record",
     "Rule",

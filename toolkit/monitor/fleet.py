@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-__all__ = ["Fleet", "NodeView", "Sample", "Series", "parse"]
+__all__ = ["FlagState", "Fleet", "NodeState", "NodeView", "Sample", "Series", "parse"]
 
 Labels = Mapping[str, str]
 Series = tuple[Labels, float]
@@ -60,6 +60,33 @@ def parse(text: str, t: float) -> Sample:
 
 
 Reading = Callable[[Sample], float]
+
+#: The window of a node's order rates as `NodeView.state` gives them.
+RATE_WINDOW_S = 1.0
+
+
+@dataclass(frozen=True)
+class FlagState:
+    """One flag on one node: on or off, the meaning its file declares, the meaning its code
+    gives it ("" where the code does not read it)."""
+
+    on: bool
+    meaning: str
+    code_meaning: str
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """A node as its latest scrape shows it, with its order rates over the last second; only
+    `node` and `up` when it never answered."""
+
+    node: str
+    up: bool
+    release: str | None = None
+    trading: bool | None = None
+    flags: Mapping[str, FlagState] = field(default_factory=dict)
+    parent_orders_per_s: float | None = None
+    child_orders_per_s: float | None = None
 
 
 @dataclass
@@ -121,6 +148,29 @@ class NodeView:
         """Per-second rate of a counter reading over the window; None before two samples."""
         total, span = self.increase(reading, window_s)
         return total / span if span > 0 else None
+
+    def state(self, window_s: float = RATE_WINDOW_S) -> NodeState:
+        """What the latest scrape says of the node: release, kill switch, flags, order rates."""
+        latest = self.latest
+        if latest is None:
+            return NodeState(self.name, up=False)
+        info = latest.labels("smars_info") or {}
+        trading = latest.value("smars_trading_active")
+        flags = {
+            labels.get("flag", ""): FlagState(
+                value == 1, labels.get("meaning", ""), labels.get("code_meaning", "")
+            )
+            for labels, value in latest.all("smars_flag_value")
+        }
+        return NodeState(
+            self.name,
+            up=self.up,
+            release=info.get("release"),
+            trading=None if trading is None else trading == 1,
+            flags=flags,
+            parent_orders_per_s=self.rate(lambda s: s.sum("smars_parent_orders_total"), window_s),
+            child_orders_per_s=self.rate(lambda s: s.sum("smars_child_orders_total"), window_s),
+        )
 
 
 @dataclass

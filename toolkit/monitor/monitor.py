@@ -15,7 +15,7 @@ from toolkit.errors import ConfigError
 
 from .actions import Action, KillRecord
 from .alert import Alert
-from .fleet import Fleet, NodeView, Sample, parse
+from .fleet import Fleet, NodeState, NodeView, Sample, parse
 from .rule import Rule
 from .rules import default_rules
 
@@ -145,6 +145,7 @@ class Monitor:
         )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._states: dict[str, NodeState] = {n: NodeState(n, up=False) for n in names}
         self.started: float | None = None
         self.stopped: float | None = None
 
@@ -179,6 +180,8 @@ class Monitor:
             except Exception as e:  # a LabError, or text that is not the exposition format
                 node.failed(str(e) or type(e).__name__, now)
         self.fleet.now = now
+        # Made whole, then swapped in: another thread reads `states` while the loop runs.
+        self._states = {name: node.state() for name, node in self.fleet.nodes.items()}
 
     def evaluate(self) -> list[Alert]:
         """Run every rule on the fleet as scraped; the alerts that fire now (de-duplicated)."""
@@ -276,6 +279,11 @@ class Monitor:
         """Every alert raised so far, in order (a copy: safe while the loop runs)."""
         with self._lock:
             return list(self._alerts)
+
+    @property
+    def states(self) -> dict[str, NodeState]:
+        """Each node as the last round saw it (safe to read while the loop runs)."""
+        return self._states
 
     @property
     def kills(self) -> list[KillRecord]:

@@ -28,9 +28,10 @@ LAYERS = {
     "experiments": 6,
     "report": 7,
     "chaostoolkit": 7,
-    "cli": 8,
+    "view": 8,
+    "cli": 9,
     # The package itself: its version, and the Chaos Toolkit's `discover` entry point.
-    "__init__": 8,
+    "__init__": 9,
 }
 
 

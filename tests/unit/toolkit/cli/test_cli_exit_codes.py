@@ -42,7 +42,9 @@ def _matrix(monkeypatch, tmp_path, met: dict[tuple[str, str], bool | None]) -> N
         matrix.cells.setdefault(exp, {})[column] = 0
         matrix.runaway.setdefault(exp, {})[column] = []
         matrix.journals.setdefault(exp, {})[column] = _journal(tmp_path, exp, column, ok)
-    monkeypatch.setattr(matrix_module, "run_matrix", lambda lab, ids, say=None: matrix)
+    monkeypatch.setattr(
+        matrix_module, "run_matrix", lambda lab, ids, say=None, observe=None: matrix
+    )
 
 
 def test_matrix_exits_0_when_every_judged_cell_met_its_expectations(monkeypatch, tmp_path):

@@ -12,6 +12,7 @@ from toolkit.experiments.journal import (
     OUTCOME_KEYS,
     Journal,
     JournalError,
+    NodeSample,
     Outcome,
     ProbeResult,
     exit_code,
@@ -67,7 +68,7 @@ def test_the_json_has_exactly_the_contract_keys():
     assert set(doc) == CONTRACT | EXTRAS
     assert tuple(doc) == JOURNAL_KEYS
     assert tuple(doc["outcome"]) == OUTCOME_KEYS
-    assert set(doc["series"]) == {"interval_s", "t", "child_orders_per_s"}
+    assert set(doc["series"]) == {"interval_s", "t", "child_orders_per_s", "samples"}
     assert doc["guards"] == dict.fromkeys(GUARDS, False)
     assert (doc["start"], doc["end"], doc["duration_s"]) == (
         "2012-08-01T13:30:00.000Z",
@@ -123,6 +124,7 @@ def test_events_samples_and_outcome_are_recorded_in_seconds_from_the_start():
             "smars-2": [None, None, 12.0],
             "smars-8": [40.0, 3000.0, None],
         },
+        "samples": [],
     }
     assert doc["outcome"]["killed_at_s"] == 2.75
     assert list(doc["outcome"]["fleet_end"]) == ["smars-1", "smars-8", "smars-10"]
@@ -131,6 +133,49 @@ def test_events_samples_and_outcome_are_recorded_in_seconds_from_the_start():
     ]
     assert doc["expectations_met"] is True
     assert doc["parameters"] == {"node": "smars-8"}
+
+
+def test_node_samples_are_recorded_as_the_run_goes_in_node_order():
+    j, clock = journal()
+    assert j.latest_sample() is None
+    clock.now += 2.5
+    skipped = NodeSample(
+        release="7.1.0",
+        trading=True,
+        flags={"flag_7": {"on": True, "meaning": "rlp", "code_meaning": "power_peg"}},
+        parent_orders_per_s=25.0,
+        child_orders_per_s=2310.0,
+        excess_shares=41200,
+    )
+    j.sample_nodes({"smars-10": NodeSample(excess_shares=None), "smars-8": skipped})
+    assert j.latest_sample() == (2.5, {"smars-10": NodeSample(), "smars-8": skipped})
+    doc = j.to_json()
+    assert doc["series"]["samples"] == [
+        {
+            "t": 2.5,
+            "nodes": {
+                "smars-8": {
+                    "release": "7.1.0",
+                    "trading": True,
+                    "flags": {
+                        "flag_7": {"on": True, "meaning": "rlp", "code_meaning": "power_peg"}
+                    },
+                    "parent_orders_per_s": 25.0,
+                    "child_orders_per_s": 2310.0,
+                    "excess_shares": 41200,
+                },
+                "smars-10": {
+                    "release": None,
+                    "trading": None,
+                    "flags": {},
+                    "parent_orders_per_s": None,
+                    "child_orders_per_s": None,
+                    "excess_shares": None,
+                },
+            },
+        }
+    ]
+    assert list(doc["series"]["samples"][0]["nodes"]) == ["smars-8", "smars-10"]
 
 
 def test_rates_come_from_cumulative_counters():

@@ -13,7 +13,7 @@ from toolkit.experiments import matrix
 def test_an_interrupted_cell_ends_the_matrix(monkeypatch):
     ran: list[str] = []
 
-    def run_experiment(lab, exp, mode, guards):
+    def run_experiment(lab, exp, mode, guards, observe=None):
         ran.append(guards.label())
         status = "interrupted" if len(ran) == 2 else "completed"
         outcome = {"excess_shares": 0, "runaway_nodes": []}
