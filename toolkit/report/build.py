@@ -19,7 +19,7 @@ from toolkit.settings import load_settings
 
 from .format import fmt_int, fmt_seconds, fmt_usd, runaway_text
 from .journals import JournalRun, read_run
-from .markdown import MATRIX_SETS, index_page, run_page
+from .markdown import MATRIX_SETS, index_page, run_page, stop_times_section
 from .plot import plot_run
 
 __all__ = [
@@ -213,9 +213,19 @@ def build_report(
         columns=SUMMARY_COLUMNS,
         source=incident.get("source", INCIDENT_2012["source"]),
         journals_dir=journals_dir,
+        stop_times=stop_times_section(_bench(out_dir / "bench.json"), incident),
     )
     _write(result.index, index)
     return result
+
+
+def _bench(path: Path) -> dict[str, Any]:
+    """The bench's figures (`knight bench` writes them beside the report), {} when none."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def _write(path: Path, text: str) -> None:

@@ -167,6 +167,44 @@ def matrix_section(runs: list[JournalRun]) -> list[str]:
 
 
 # -- the index ------------------------------------------------------------------------------------
+#: The bench's side-by-side figures (toolkit/report/bench.py, observe_figures): path -> its keys.
+_STOP_PATHS = {
+    "knight's own monitor (a scrape every 200 ms)": "builtin",
+    "Prometheus + Alertmanager (1 s scrape and evaluation, kill webhook)": "prometheus",
+}
+
+
+def _centi(value: float | None) -> str:
+    return "never" if value is None else f"{value:.2f} s"
+
+
+def stop_times_section(bench: Mapping[str, Any], incident: Mapping[str, Any]) -> list[str]:
+    """The bench's detect and kill times of both paths of the monitor on one runaway, beside
+    2012's; nothing when the bench has not measured them."""
+    if not any(f"{key}_kill_s" in bench for key in _STOP_PATHS.values()):
+        return []
+    goals = bench.get("goals", {})
+    rows = []
+    for label, key in _STOP_PATHS.items():
+        kill = bench.get(f"{key}_kill_s")
+        goal = goals.get(f"{key}_kill_s", "")
+        rows.append([label, _centi(bench.get(f"{key}_detect_s")), _centi(kill), goal or "—"])
+    lasted = fmt_seconds(60 * incident["duration_minutes"])
+    unread = incident.get("pre_open_alert_emails")
+    rows.append([f"Knight Capital, 2012 ({unread} e-mails unread)", "never", lasted, "—"])
+    return [
+        "## Time to stop a runaway",
+        "",
+        "From `knight bench` (`reports/bench.json`, measured "
+        f"{bench.get('measured_at', '?')}): one node runs Power Peg; both paths of the monitor "
+        "watch the same run and throw the kill switch. Seconds from the first child order "
+        "executed beyond its parent.",
+        "",
+        *md_table(("monitor", "time to detect", "time to kill", "goal (kill)"), rows),
+        "",
+    ]
+
+
 def index_page(
     latest: list[JournalRun],
     summary: list[dict[str, str]],
@@ -176,6 +214,7 @@ def index_page(
     columns: Sequence[str],
     source: str,
     journals_dir: Path,
+    stop_times: Sequence[str] = (),
 ) -> str:
     """`summary`: the rows of `latest` (in that order), then the incident's, keyed by `columns`;
     `source`: where the incident's figures come from."""
@@ -198,6 +237,7 @@ def index_page(
         f"{source}.",
         "",
         *matrix_section(all_runs),
+        *stop_times,
         "## Every run",
         "",
     ]
