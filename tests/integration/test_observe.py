@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +35,14 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = DEADLINE_S) -
 
 
 @pytest.fixture(scope="module")
-def observed(lab: Lab) -> Lab:
-    """The session's lab with its observe containers (the observe image built when missing)."""
+def observed(lab: Lab) -> Iterator[Lab]:
+    """The session's lab with its observe containers (the observe image built when missing),
+    for this module only: the tests after it keep a lab nothing scrapes every second."""
     lab.up(observe=True)
-    return lab
+    assert lab.observed
+    yield lab
+    assert lab.observe_down() == 3
+    assert not lab.observed
 
 
 def router_targets(lab: Lab) -> set[str]:

@@ -223,6 +223,14 @@ class Lab(BaselinePrimitives):
         say(f"prometheus targets: {len(observe.write_targets(self))} nodes and the venue")
         observe.wait_observing(self, progress=say)
 
+    def observe_down(self) -> int:
+        """Remove the observe containers alone (the rest of the lab stays); how many there were."""
+        with self.exclusive("observe down"):
+            found = [self.engine.get(self.settings.container(r)) for r in observe.OBSERVE_ROLES]
+            for container in filter(None, found):
+                self.engine.remove(container)
+            return sum(c is not None for c in found)
+
     @property
     def observed(self) -> bool:
         """Whether the lab runs its observe containers (`up(observe=True)`)."""

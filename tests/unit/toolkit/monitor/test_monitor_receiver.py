@@ -147,7 +147,7 @@ def test_an_alert_of_the_kill_webhook_throws_the_kill_switch_once(receiver_url, 
         assert post(receiver_url, "kill", notification()) == 200
         assert post(receiver_url, "kill", notification()) == 200  # Alertmanager sent it again
         deadline = time.monotonic() + 30
-        while len(watcher.alerts) < 2 and time.monotonic() < deadline:
+        while len(watcher.received) < 3 and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         result = watcher.stop()
