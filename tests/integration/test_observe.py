@@ -45,6 +45,21 @@ def observed(lab: Lab) -> Iterator[Lab]:
     assert not lab.observed
 
 
+def test_the_observe_containers_are_the_labs_unprivileged_and_on_loopback_only(observed: Lab):
+    for role in ("prometheus", "alertmanager", "receiver"):
+        container = observed.observe_container(role)
+        container.reload()
+        assert container.labels["knight.lab"] == observed.settings.lab
+        host = container.attrs["HostConfig"]
+        assert host["CapDrop"] == ["ALL"] and not host["CapAdd"], role
+        assert host["SecurityOpt"] == ["no-new-privileges:true"], role
+        assert host["Memory"] > 0 and host["PidsLimit"] > 0, role
+        published = container.attrs["NetworkSettings"]["Ports"].values()
+        assert [b["HostIp"] for bindings in published for b in bindings] == ["127.0.0.1"], role
+        code, out = observed.engine.exec(container, ["ps", "-o", "uid=,comm=", "--ppid", "1"])
+        assert code == 0 and out.split()[0] == "10001", (role, out)
+
+
 def router_targets(lab: Lab) -> set[str]:
     active = lab.observe_client("prometheus").get("/api/v1/targets?state=active")
     return {
