@@ -127,13 +127,35 @@ def test_an_alert_from_prometheus_throws_the_kill_switch_on_every_node(
     assert kinds.count("kill") == len(result.kills) >= 1
 
 
+#: flag_7 declared RLP over 7.1.0's code (Power Peg for it): flag_meaning_drift, critical, on
+#: every node, with no deploy in the way; the wait leaves the 1 s scrape and evaluation ten
+#: times and more the time they take on a busy machine.
+DRIFT_EXPERIMENT = """
+title: The flag declared for code the fleet does not run
+description: flag_7 on, declared rlp, over 7.1.0 (Power Peg).
+steady_state:
+  - probe: nodes_healthy
+method:
+  - flag: {name: flag_7, value: on, meaning: rlp}
+    label: flag_7 on, declared rlp
+  - wait: {seconds: 40}
+    label: the monitor watches
+rollbacks:
+  - kill: {}
+    label: kill switch
+  - flag: {name: flag_7, value: off}
+    label: flag_7 off
+"""
+
+
 def test_an_experiment_watched_through_prometheus_journals_the_alerts_owner_and_runbook(
     observed: Lab, tmp_path: Path
 ):
-    exp = load_experiment("rollback", {})
+    path = tmp_path / "drift.yml"
+    path.write_text(DRIFT_EXPERIMENT)
     result = run_experiment(
         observed,
-        exp,
+        load_experiment(str(path), {}),
         "unsafe",
         GuardSet.of(["monitor"]),
         tmp_path / "journal.json",
@@ -150,6 +172,10 @@ def test_an_experiment_watched_through_prometheus_journals_the_alerts_owner_and_
     assert kills and kills[0]["detail"].startswith("via prometheus: kill switch on every node")
     assert "(trigger flag_meaning_drift@smars-" in kills[0]["detail"]
     assert "ok=True" in kills[0]["detail"]
+    # The alert's kill switch, before the run's own rollbacks threw it again.
+    rollback_kill = next(e for e in timeline if e["kind"] == "rollback_kill")
+    assert kills[0]["t"] < rollback_kill["t"]
     assert result.journal["outcome"]["detected_at_s"] is not None
+    assert result.journal["outcome"]["killed_at_s"] is not None
     # Prometheus alone watched: knight's own monitor raised nothing.
     assert all(e["detail"].startswith("via prometheus: ") for e in alerts + kills)
