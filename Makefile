@@ -13,6 +13,7 @@ TEST_LAB ?= knight-test
 
 .PHONY: promtool chromium molecule
 .PHONY: chaos-skipped-node chaos-reused-flag chaos-rollback chaos knightmare matrix report
+.PHONY: observe
 .PHONY: help setup image releases lab lab-down status load deploy rollback verify faults bench test test-unit test-integration lint format clean demo staging staging-down
 
 help: ## Show the targets
@@ -34,6 +35,9 @@ releases: $(STAMP) ## Build every release artifact of the catalog into dist/rele
 
 lab: image ## Bring up the venue, the client and smars-1..8 on the baseline release
 	$(KNIGHT) lab up
+
+observe: image ## The lab with Prometheus, Alertmanager and their webhook receiver (their image built when missing)
+	$(KNIGHT) lab up --observe
 
 lab-down: $(STAMP) ## Remove everything the lab created
 	$(KNIGHT) lab down
@@ -84,8 +88,9 @@ faults: lab ## Deploy under FAULTS seeded fault schedules (default 100): mixed e
 bench: image ## Measure the performance figures into reports/bench.json
 	$(KNIGHT) bench
 
-# promtool checks the monitor's Prometheus rules (tests/unit/toolkit/monitor/test_monitor_promtool.py);
-# Debian's prometheus package has it. Installed when missing and we may (root with apt-get).
+# promtool checks the monitor's Prometheus rules (tests/unit/toolkit/monitor/test_monitor_promtool.py,
+# which fails without it); Debian's prometheus package has it. Installed when missing and we may
+# (root with apt-get); otherwise install it yourself.
 promtool:
 	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
 	  && echo "installing promtool (Debian package prometheus)" \

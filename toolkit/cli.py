@@ -15,7 +15,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -204,13 +204,19 @@ def image() -> None:
 
 @image.command("build")
 @click.option("--force-base", is_flag=True, help="Rebuild the Debian base even if present.")
-def image_build(force_base: bool) -> None:
+@click.option(
+    "--observe",
+    is_flag=True,
+    help="Also build the observe image (Prometheus and Alertmanager from Debian's packages, "
+    "tagged <lab image>-observe); `lab up --observe` builds it when missing.",
+)
+def image_build(force_base: bool, observe: bool) -> None:
     """Build knight-base (mmdebstrap + docker import) if missing, then the lab image.
 
     BASE_IMAGE=<image with python3> skips the Debian base.
     """
     from .lab.engine import Engine
-    from .lab.image import build_base, build_image
+    from .lab.image import build_base, build_image, build_observe_image
     from .settings import load_settings
 
     settings = load_settings()
@@ -220,7 +226,11 @@ def image_build(force_base: bool) -> None:
         if force_base:
             build_base(settings, engine, say, force=True)
         tag = build_image(settings, engine, say)
-    out.print(f"{tag} built in {time.monotonic() - started:.1f}s")
+        out.print(f"{tag} built in {time.monotonic() - started:.1f}s")
+        if observe:
+            started = time.monotonic()
+            tag = build_observe_image(settings, engine, say)
+            out.print(f"{tag} built in {time.monotonic() - started:.1f}s")
 
 
 # -- release -----------------------------------------------------------------------------------
@@ -283,13 +293,20 @@ def lab() -> None:
     help="How the nodes are reached: docker exec, or ssh with sshd in every node (default: "
     "KNIGHT_TRANSPORT, else as the lab runs, else docker).",
 )
+@click.option(
+    "--observe",
+    is_flag=True,
+    help="Also run Prometheus (scraping every node and the venue each second, with "
+    "monitor/prometheus/rules.yml), Alertmanager and its webhook receiver, ports on 127.0.0.1; "
+    "builds their image first when missing (about a minute).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def lab_up(transport: str | None, as_json: bool) -> None:
+def lab_up(transport: str | None, observe: bool, as_json: bool) -> None:
     """Create and start whatever is missing (idempotent) and wait until every node is healthy."""
     lab_ = _lab(transport)
     started = time.monotonic()
     with _progress("bringing the lab up", quiet=as_json) as say:
-        status = lab_.up(progress=say)
+        status = lab_.up(progress=say, observe=observe)
     if as_json:
         _emit_json(status.to_json() | {"elapsed_s": round(time.monotonic() - started, 2)})
     else:
@@ -756,6 +773,13 @@ def resume_cmd(inventory: Path | None, as_json: bool) -> None:
     _killswitch(False, inventory, as_json)
 
 
+_VIA = click.Choice(["builtin", "prometheus", "both"])
+
+
+def _monitors(via: str) -> tuple[str, ...]:
+    return ("builtin", "prometheus") if via == "both" else (via,)
+
+
 @main.command("monitor")
 @click.option(
     "--mailbox",
@@ -763,44 +787,64 @@ def resume_cmd(inventory: Path | None, as_json: bool) -> None:
     help="The 2012 way: alerts go to a mailbox file nobody reads; nothing acts.",
 )
 @click.option(
+    "--via",
+    type=_VIA,
+    default="builtin",
+    show_default=True,
+    help="builtin: knight's own scraper; prometheus: the lab's Prometheus and Alertmanager "
+    "(knight lab up --observe), whose kill webhook knight reads; both: side by side.",
+)
+@click.option(
     "--duration",
     type=_Finite(min=0.1),
     help="Watch this many seconds (default: until Ctrl-C).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the alerts and kills as JSON.")
-def monitor_cmd(mailbox: bool, duration: float | None, as_json: bool) -> None:
-    """Watch every node (a scrape every 200 ms): raise owned alerts for version or flag-meaning
-    drift, overfill, order-rate anomalies and error bursts; on a critical alert, kill the
-    fleet (unless --mailbox). Alerts are recorded in reports/monitor/alerts.jsonl."""
-    import time
-
-    from .monitor import watch
+def monitor_cmd(mailbox: bool, via: str, duration: float | None, as_json: bool) -> None:
+    """Watch every node: raise owned alerts for version or flag-meaning drift, overfill,
+    order-rate anomalies and error bursts; on a critical alert, kill the fleet (unless
+    --mailbox). Built in: a scrape every 200 ms, alerts in reports/monitor/alerts.jsonl.
+    Through Prometheus: a scrape and an evaluation every second, critical alerts routed by
+    Alertmanager to the kill webhook; alerts in reports/monitor/prometheus-alerts.jsonl."""
+    from .monitor import watch, watch_prometheus
 
     lab_ = _lab()
-    monitor = watch(lab_, acting=not mailbox)
+    paths = _monitors(via)
+    watchers: dict[str, Any] = {}
+    if "prometheus" in paths:
+        watchers["prometheus"] = watch_prometheus(lab_, acting=not mailbox)
+    if "builtin" in paths:
+        watchers["builtin"] = watch(lab_, acting=not mailbox)
     if not as_json:
-        out.print(f"watching {len(lab_.settings.node_names)} nodes; Ctrl-C to stop")
-    try:
-        deadline = time.monotonic() + duration if duration else None
-        seen = 0
-        while deadline is None or time.monotonic() < deadline:
-            time.sleep(0.2)
-            alerts = monitor.alerts
-            for alert in alerts[seen:]:
-                if not as_json:
+        out.print(f"watching {len(lab_.settings.node_names)} nodes via {via}; Ctrl-C to stop")
+    with suppress(KeyboardInterrupt):
+        _follow_alerts(watchers, duration, quiet=as_json)
+    results = {path: w.stop() for path, w in watchers.items()}
+    if as_json:
+        doc = {path: r.to_json() for path, r in results.items()}
+        _emit_json(doc.get(via, doc))
+    else:
+        for path, r in results.items():
+            out.print(f"{path}: {len(r.alerts)} alerts, {len(r.kills)} kills", highlight=False)
+
+
+def _follow_alerts(watchers: dict[str, Any], duration: float | None, quiet: bool) -> None:
+    """Print each new alert of every path as it comes, for `duration` s or until Ctrl-C."""
+    deadline = time.monotonic() + duration if duration else None
+    seen = dict.fromkeys(watchers, 0)
+    while deadline is None or time.monotonic() < deadline:
+        time.sleep(0.2)
+        for path, watcher in watchers.items():
+            alerts = watcher.alerts
+            for alert in alerts[seen[path] :]:
+                if not quiet:
                     out.print(
-                        f"{alert.severity} {alert.rule} {alert.node}: {escape(alert.summary)} "
-                        f"(owner {alert.owner}, action {alert.action})",
+                        f"{path}: {alert.severity} {alert.rule} {alert.node}: "
+                        f"{escape(alert.summary)} (owner {alert.owner}, action {alert.action}, "
+                        f"runbook {alert.runbook})",
                         highlight=False,
                     )
-            seen = len(alerts)
-    except KeyboardInterrupt:
-        pass
-    result = monitor.stop()
-    if as_json:
-        _emit_json(result.to_json())
-    else:
-        out.print(f"{len(result.alerts)} alerts, {len(result.kills)} kills", highlight=False)
+            seen[path] = len(alerts)
 
 
 # -- experiments and the report ---------------------------------------------------------------
@@ -859,6 +903,15 @@ _MODE = click.option(
     help="Exit 0 when the file's expectations for the mode were met (an unsafe run is "
     "expected to deviate), 1 otherwise.",
 )
+@click.option(
+    "--monitor",
+    "via",
+    type=_VIA,
+    default="builtin",
+    show_default=True,
+    help="Which path of the monitor watches the run: knight's own scraper, the lab's "
+    "Prometheus and Alertmanager (knight lab up --observe), or both side by side.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the journal as JSON.")
 @_NO_LIVE
 def experiment_run(
@@ -868,6 +921,7 @@ def experiment_run(
     sets: tuple[str, ...],
     journal_path: Path | None,
     judge_expectations: bool,
+    via: str,
     as_json: bool,
     no_live: bool,
 ) -> None:
@@ -888,7 +942,9 @@ def experiment_run(
     title = f"{exp.id} ({mode}, guards {guards.label()})"
     with _shown(title, view, quiet=as_json) as say:
         observe = view.observe if view is not None else None
-        result = run_experiment(lab_, exp, mode, guards, journal_path, say=say, observe=observe)
+        result = run_experiment(
+            lab_, exp, mode, guards, journal_path, say=say, observe=observe, monitors=_monitors(via)
+        )
     if as_json:
         _emit_json(result.journal)
     else:
@@ -1106,6 +1162,10 @@ def faults_cmd(seed: int, count: int, json_path: Path | None, no_live: bool) -> 
 
 
 # -- bench -------------------------------------------------------------------------------------
+#: The parts of `knight bench`, in the order they run (each one's figures: toolkit/report/bench.py).
+BENCH_PARTS = ("lab", "deploy", "ssh", "guards", "observe", "chaos", "scale")
+
+
 @main.command()
 @click.option(
     "--json",
@@ -1116,7 +1176,7 @@ def faults_cmd(seed: int, count: int, json_path: Path | None, no_live: bool) -> 
 )
 @click.option(
     "--only",
-    type=click.Choice(["lab", "deploy", "ssh", "guards", "chaos", "scale"]),
+    type=click.Choice(list(BENCH_PARTS)),
     multiple=True,
     help="Measure only these parts (default: all).",
 )
@@ -1132,7 +1192,7 @@ def bench(json_path: Path | None, only: tuple[str, ...], check: bool) -> None:
             lab_,
             path,
             progress=say,
-            parts=only or ("lab", "deploy", "ssh", "guards", "chaos", "scale"),
+            parts=only or BENCH_PARTS,
         )
     table = Table("figure", "value", "goal")
     for name, entry in figures.items():

@@ -100,6 +100,21 @@ class Settings:
         return self.checkout("router_image")
 
     @property
+    def observe_source(self) -> Path:
+        """monitor/: the observe image's build context (image/) and the configuration of
+        Prometheus and Alertmanager, the monitor's rules among it."""
+        return self.checkout("monitor")
+
+    @property
+    def observe_image(self) -> str:
+        """The observe image (Prometheus, Alertmanager, the webhook receiver): the lab image's
+        tag with "-observe", so each lab image has its own and the lab image stays as it is."""
+        repo, _, tag = self.image.rpartition(":")
+        if not repo or "/" in tag:  # no tag (a colon of a registry's port is no tag)
+            return f"{self.image}:latest-observe"
+        return f"{repo}:{tag}-observe"
+
+    @property
     def playbooks(self) -> Path:
         return self.checkout("playbooks")
 

@@ -14,9 +14,9 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import sys
-import socket
 import threading
 import time
 from pathlib import Path

@@ -12,17 +12,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolkit.chaos.kinds import halt_all
-from toolkit.errors import KnightError
+from toolkit.errors import ConfigError, KnightError
 from toolkit.guards.sets import GuardSet
 from toolkit.interrupts import deferred
 from toolkit.lab.lab import Lab
 from toolkit.lab.notes import begin_run
-from toolkit.monitor import Monitor, MonitorResult, watch
+from toolkit.monitor import MONITORS, AlertReceiver, Monitor, MonitorResult, watch, watch_prometheus
 
 from .activities import ACTIVITY_ACTS, StepOutcome
 from .activities.load import close_loads
@@ -109,26 +109,47 @@ class _Watcher:
 
 @dataclass
 class _Observers:
-    """What watches a run (the monitor, the abort watcher) and when the venue's run began; each
-    is there only once the run got as far as starting it."""
+    """What watches a run (the monitor's paths, the abort watcher) and when the venue's run
+    began; each is there only once the run got as far as starting it."""
 
+    #: The monitor's paths that watch the run (MONITORS): the built-in scraper, Prometheus.
+    monitors: tuple[str, ...] = ("builtin",)
     monitor: Monitor | None = None
+    receiver: AlertReceiver | None = None
     watcher: _Watcher | None = None
     #: Records the nodes and the monitor's alerts and kills as the run goes.
     sampler: Sampler | None = None
     venue_start: float | None = None
-    #: What the monitor saw, once it stopped.
-    seen: MonitorResult | None = None
+    #: What each path saw, once it stopped: path -> its result.
+    results: dict[str, MonitorResult] = field(default_factory=dict)
 
     @property
     def tripped(self) -> str | None:
         return self.watcher.tripped if self.watcher else None
 
+    @property
+    def seen(self) -> MonitorResult | None:
+        """What every path saw, as one result (alerts and kills of both, in time order)."""
+        if not self.results:
+            return None
+        parts = list(self.results.values())
+        return MonitorResult(
+            interval_s=min(p.interval_s for p in parts),
+            started=min((p.started for p in parts if p.started), default=None),
+            stopped=max((p.stopped for p in parts if p.stopped), default=None),
+            rounds=sum(p.rounds for p in parts),
+            alerts=sorted((a for p in parts for a in p.alerts), key=lambda a: a.raised),
+            kills=sorted((k for p in parts for k in p.kills), key=lambda k: k.t),
+            errors=[e for p in parts for e in p.errors],
+        )
+
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
         if self.monitor is not None:
-            self.seen = self.monitor.stop()
+            self.results["builtin"] = self.monitor.stop()
+        if self.receiver is not None:
+            self.results["prometheus"] = self.receiver.stop()
 
 
 def run_experiment(
@@ -139,8 +160,11 @@ def run_experiment(
     journal_path: Path | None = None,
     say: Callable[[str], None] | None = None,
     observe: Callable[[Journal], None] | None = None,
+    monitors: tuple[str, ...] = ("builtin",),
 ) -> RunResult:
-    """Run `experiment` in `mode` (unsafe: no guard, guarded: all) or with exactly `guards`.
+    """Run `experiment` in `mode` (unsafe: no guard, guarded: all) or with exactly `guards`;
+    the monitor watches through `monitors` (MONITORS: its own scraper, the lab's Prometheus and
+    Alertmanager, or both; with the monitor guard on, each of them throws the kill switch).
     `say` hears each event as a line; `observe` gets the run's journal as soon as it exists,
     to read while the run fills it (a live view).
 
@@ -148,9 +172,12 @@ def run_experiment(
     at any moment, a second Ctrl-C during the clean-up), the market closes, every rollback
     runs, every fault is undone, the watchers stop and the journal is written."""
     guards = guards if guards is not None else GuardSet.for_mode(mode)
+    unknown = [m for m in monitors if m not in MONITORS]
+    if unknown or not monitors:
+        raise ConfigError(f"monitor {', '.join(unknown) or 'none'}: use {', '.join(MONITORS)}")
     # A second deploy or run on this lab meanwhile is refused before it changes anything.
     with lab.exclusive(f"experiment {experiment.id} ({mode})"):
-        return _run(lab, experiment, mode, guards, journal_path, say, observe)
+        return _run(lab, experiment, mode, guards, journal_path, say, observe, monitors)
 
 
 def _run(
@@ -161,6 +188,7 @@ def _run(
     journal_path: Path | None,
     say: Callable[[str], None] | None,
     observe: Callable[[Journal], None] | None,
+    monitors: tuple[str, ...],
 ) -> RunResult:
     journal = Journal(
         experiment.id, mode, guards.to_json(), experiment.parameters, interval_s=SAMPLE_S
@@ -171,12 +199,13 @@ def _run(
     # The activities are called with the run's configuration; this gives them its lab, its
     # stop event and its journal.
     with bound(run.context()):
-        return _bound_run(run, mode, journal_path)
+        return _bound_run(run, mode, journal_path, _Observers(monitors=tuple(monitors)))
 
 
-def _bound_run(run: RunState, mode: str, journal_path: Path | None) -> RunResult:
+def _bound_run(
+    run: RunState, mode: str, journal_path: Path | None, observers: _Observers
+) -> RunResult:
     experiment, journal = run.experiment, run.journal
-    observers = _Observers()
     status = "completed"
     try:
         _start(run, observers)
@@ -216,12 +245,14 @@ def _start(run: RunState, observers: _Observers) -> None:
     run.event("reset", None, f"every node on {lab.catalog.baseline}, guards {guards.label()}")
     observers.venue_start = lab.venue_admin().get("/stats").get("started_at", time.time())
     monitor_dir = lab.settings.reports / "monitor" / run.journal.start.strftime("%Y%m%dT%H%M%S")
-    observers.monitor = watch(lab, acting=guards.monitor, out_dir=monitor_dir)
-    run.event(
-        "monitor",
-        None,
-        "alerts kill the fleet" if guards.monitor else "alerts go to a mailbox nobody reads",
-    )
+    acts = "alerts kill the fleet" if guards.monitor else "alerts go to a mailbox nobody reads"
+    if "prometheus" in observers.monitors:
+        # First: it waits for the last run's alerts to resolve before it reads any.
+        observers.receiver = watch_prometheus(lab, acting=guards.monitor, out_dir=monitor_dir)
+        run.event("monitor", None, f"{acts} (Prometheus, through Alertmanager's kill webhook)")
+    if "builtin" in observers.monitors:
+        observers.monitor = watch(lab, acting=guards.monitor, out_dir=monitor_dir)
+        run.event("monitor", None, acts)
     observers.sampler = Sampler(run, observers.monitor)
     observers.watcher = _Watcher(run, on_sample=observers.sampler)
     observers.watcher.start()
@@ -300,12 +331,14 @@ def _finish(
     lab, experiment, journal = run.lab, run.experiment, run.journal
     held = True
     try:
-        if observers.seen is not None and observers.sampler is not None:
-            observers.sampler.record(observers.seen)
+        if observers.sampler is not None:
+            for path, seen in observers.results.items():
+                observers.sampler.record(seen, via="" if path == "builtin" else path)
         after = _probe(run, experiment.steady_state, "after")
         held = journal.steady("after", after)
         _series(run, observers.venue_start or journal.start.timestamp())
         journal.outcome = _outcome(run, observers.seen)
+        _path_times(run, observers.results)
     except KeyboardInterrupt:
         status = "interrupted"
         run.event("interrupted", None, "Ctrl-C while measuring the outcome: the journal is written")
@@ -421,6 +454,29 @@ def _series(run: RunState, venue_start: float) -> None:
         }
         run.journal.sample(rates, t=t)
         t += step
+
+
+def _path_times(run: RunState, results: dict[str, MonitorResult]) -> None:
+    """With both paths watching: when each raised its first critical alert and had the kill
+    switch on every node, in seconds from the fault (the outcome has the earlier of each)."""
+    if len(results) < 2:
+        return
+    journal = run.journal
+    start = journal.start.timestamp()
+
+    def since(t: float | None) -> str:
+        s = journal.since_fault(t - start) if t is not None else None
+        return "never" if s is None else f"{s:.3f}s"
+
+    for path, seen in results.items():
+        alert = seen.first_alert("kill")
+        kill = min((k.done for k in seen.kills), default=None)
+        journal.event(
+            "monitor",
+            None,
+            f"{path}: first critical alert at {since(alert.raised if alert else None)}, kill "
+            f"switch on every node at {since(kill)}, from the fault",
+        )
 
 
 def _outcome(run: RunState, seen: MonitorResult | None) -> Outcome:

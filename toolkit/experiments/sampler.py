@@ -86,21 +86,25 @@ class Sampler:
             }
         )
 
-    def record(self, seen: MonitorResult) -> None:
+    def record(self, seen: MonitorResult, via: str = "") -> None:
+        """Put what one path of the monitor saw into the timeline, each alert and kill once
+        (`via`: "" for the built-in scraper, else "prometheus": each line then says so)."""
         start = self.run.journal.start.timestamp()
+        prefix = f"via {via}: " if via else ""
         for entry in seen.timeline():
             d = entry["detail"]
-            key = (entry["kind"], entry["node"], entry["t"], d.get("rule"))
+            key = (via, entry["kind"], entry["node"], entry["t"], d.get("rule"))
             if key in self._recorded:
                 continue
             self._recorded.add(key)
             if entry["kind"] == "alert":
                 detail = (
-                    f"{d['rule']} {d['severity']} owner={d['owner']} action={d['action']} "
-                    f"runbook={d['runbook']}: {d['summary']}"
+                    f"{prefix}{d['rule']} {d['severity']} owner={d['owner']} "
+                    f"action={d['action']} runbook={d['runbook']}: {d['summary']}"
                 )
             else:
                 detail = (
-                    f"kill switch on every node (trigger {', '.join(d['trigger'])}, ok={d['ok']})"
+                    f"{prefix}kill switch on every node (trigger {', '.join(d['trigger'])}, "
+                    f"ok={d['ok']})"
                 )
             self.run.journal.event(entry["kind"], entry["node"], detail, t=entry["t"] - start)

@@ -23,7 +23,7 @@ from toolkit.settings import Settings
 
 from .engine import Engine
 
-__all__ = ["BASE_PACKAGES", "build_base", "build_image"]
+__all__ = ["BASE_PACKAGES", "build_base", "build_image", "build_observe_image"]
 
 log = logging.getLogger("knight.image")
 
@@ -114,26 +114,51 @@ def build_image(settings: Settings, engine: Engine, progress: Progress | None = 
     base = build_base(settings, engine, say)
     with tempfile.TemporaryDirectory(prefix="knight-image-") as tmp:
         _context(settings, Path(tmp))
-        say(f"docker build {settings.image} (FROM {base})")
-        log.debug("docker build %s --tag %s --build-arg BASE_IMAGE=%s", tmp, settings.image, base)
-        try:
-            engine.client.images.build(
-                path=tmp,
-                tag=settings.image,
-                buildargs={"BASE_IMAGE": base},
-                labels={"knight.image": "lab"},
-                rm=True,
-                forcerm=True,
-                pull=False,
-            )
-        except docker.errors.BuildError as exc:
-            output = "".join(
-                str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log
-            )
-            raise KnightError(f"docker build failed: {exc.msg}\n{output[-1500:]}") from None
-        except docker.errors.APIError as exc:
-            raise KnightError(f"docker build failed: {exc.explanation or exc}") from None
-    # Each rebuild leaves the previous lab image untagged: do not let them pile up.
-    log.debug("docker image prune (dangling, label knight.image=lab)")
-    engine.client.images.prune(filters={"dangling": True, "label": "knight.image=lab"})
+        _docker_build(engine, Path(tmp), settings.image, base, "lab", say)
     return settings.image
+
+
+def build_observe_image(
+    settings: Settings, engine: Engine, progress: Progress | None = None
+) -> str:
+    """Build the observe image (Prometheus and Alertmanager from Debian's packages, and the
+    webhook receiver) on the same base as the lab image; its own tag, so the lab image's build
+    is not made longer by it."""
+    say = progress or (lambda _m: None)
+    base = build_base(settings, engine, say)
+    src = settings.observe_source / "image"
+    with tempfile.TemporaryDirectory(prefix="knight-observe-") as tmp:
+        for name in ("Dockerfile", ".dockerignore", "knight-observe", "receiver.py"):
+            shutil.copy2(src / name, Path(tmp) / name)
+        say("the observe image installs Debian's prometheus packages: about a minute")
+        _docker_build(engine, Path(tmp), settings.observe_image, base, "observe", say)
+    return settings.observe_image
+
+
+def _docker_build(
+    engine: Engine, context: Path, tag: str, base: str, kind: str, say: Progress
+) -> None:
+    """`docker build` of a context FROM `base` (never pulled), labelled knight.image=<kind>;
+    the untagged images earlier builds of that kind left are pruned."""
+    say(f"docker build {tag} (FROM {base})")
+    log.debug("docker build %s --tag %s --build-arg BASE_IMAGE=%s", context, tag, base)
+    try:
+        engine.client.images.build(
+            path=str(context),
+            tag=tag,
+            buildargs={"BASE_IMAGE": base},
+            labels={"knight.image": kind},
+            rm=True,
+            forcerm=True,
+            pull=False,
+        )
+    except docker.errors.BuildError as exc:
+        output = "".join(
+            str(chunk.get("stream", chunk.get("error", ""))) for chunk in exc.build_log
+        )
+        raise KnightError(f"docker build failed: {exc.msg}\n{output[-1500:]}") from None
+    except docker.errors.APIError as exc:
+        raise KnightError(f"docker build failed: {exc.explanation or exc}") from None
+    # Each rebuild leaves the previous image untagged: do not let them pile up.
+    log.debug("docker image prune (dangling, label knight.image=%s)", kind)
+    engine.client.images.prune(filters={"dangling": True, "label": f"knight.image={kind}"})

@@ -30,10 +30,11 @@ from toolkit.releases.artifacts import Artifact, build
 from toolkit.releases.catalog import Catalog, load_catalog
 from toolkit.settings import TRANSPORTS, Settings, load_settings, node_key
 
-from . import lock
+from . import lock, observe
 from .admin import AdminClient
 from .baseline import BaselinePrimitives
 from .engine import ContainerSpec, Engine, FileEntry
+from .image import build_observe_image
 from .specs import SECRET_LABEL, SPEC_LABEL, TRANSPORT_LABEL, lab_specs, spec_digest
 from .ssh import SshKeys, node_ssh_files
 from .status import (
@@ -168,10 +169,13 @@ class Lab(BaselinePrimitives):
             raise LabError(f"unknown node {node!r} (nodes: smars-1 .. smars-{self.settings.nodes})")
 
     # -- up / down -------------------------------------------------------------------------
-    def up(self, progress: Progress | None = None, timeout: float = 60.0) -> LabStatus:
+    def up(
+        self, progress: Progress | None = None, timeout: float = 60.0, observe: bool = False
+    ) -> LabStatus:
         """Bring the lab up: create what is missing, start what is stopped; wait until healthy.
         Refused, before anything changes, when a container or the network bears a lab name
-        without the lab's label (LabError naming it)."""
+        without the lab's label (LabError naming it). With `observe`, Prometheus, Alertmanager
+        and their webhook receiver too (the observe image is built first when missing)."""
         say = progress or (lambda _msg: None)
         s = self.settings
         with self.exclusive("lab up"):
@@ -201,7 +205,59 @@ class Lab(BaselinePrimitives):
             self.wait_healthy(timeout=timeout, progress=say)
             if self.transport == "ssh":
                 say(f"known_hosts: {self.ssh_keys.write_known_hosts(self.ssh_ports())}")
+            if observe:
+                self._observe_up(say)
             return self.status()
+
+    def _observe_up(self, say: Progress) -> None:
+        """The observe containers, made as their specs say; targets written; ready."""
+        s = self.settings
+        if not self.engine.image_exists(s.observe_image):
+            build_observe_image(s, self.engine, say)
+        image_id = self.engine.image_id(s.observe_image)
+        specs = observe.observe_specs(s, self.tokens)
+        for spec in specs:
+            self.engine.get(spec.name)  # Foreign before anything is made
+        for spec in specs:
+            say(self._ensure(spec, image_id, image=s.observe_image))
+        say(f"prometheus targets: {len(observe.write_targets(self))} nodes and the venue")
+        observe.wait_observing(self, progress=say)
+
+    def observe_down(self) -> int:
+        """Remove the observe containers alone (the rest of the lab stays); how many there were."""
+        with self.exclusive("observe down"):
+            found = [self.engine.get(self.settings.container(r)) for r in observe.OBSERVE_ROLES]
+            for container in filter(None, found):
+                self.engine.remove(container)
+            return sum(c is not None for c in found)
+
+    @property
+    def observed(self) -> bool:
+        """Whether the lab runs its observe containers (`up(observe=True)`)."""
+        return all(self.engine.get(self.settings.container(r)) for r in observe.OBSERVE_ROLES)
+
+    def observe_container(self, role: str) -> Container:
+        """One of the observe containers (prometheus, alertmanager, receiver)."""
+        if role not in observe.OBSERVE_ROLES:
+            raise LabError(f"{role}: not an observe container ({', '.join(observe.OBSERVE_ROLES)})")
+        found = self.engine.get(self.settings.container(role))
+        if found is None:
+            raise LabError(
+                f"{role}: lab {self.settings.lab!r} does not observe (knight lab up --observe)"
+            )
+        return found
+
+    def observe_client(self, role: str, timeout: float = 5.0) -> AdminClient:
+        """The HTTP client of an observe container's API, through its port on 127.0.0.1 (the
+        receiver's with the lab's receiver token)."""
+        ports = {
+            "prometheus": observe.PROMETHEUS_PORT,
+            "alertmanager": observe.ALERTMANAGER_PORT,
+            "receiver": observe.RECEIVER_PORT,
+        }
+        port = self.engine.host_port(self.observe_container(role), ports[role])
+        token = self.tokens.receiver if role == "receiver" else ""
+        return AdminClient(role, port, token, timeout=timeout)
 
     def _ssh_files(self) -> dict[str, list[FileEntry]]:
         """Each node's ssh files, the lab's keys made first where missing."""
@@ -211,10 +267,10 @@ class Lab(BaselinePrimitives):
             n: node_ssh_files(keys, n, self.settings.deploy_uid) for n in self.settings.node_names
         }
 
-    def _ensure(self, spec: ContainerSpec, image_id: str) -> str:
-        """Make one container of the lab run as its spec says (the lab image, its tokens, its
-        limits); says what it did. One made otherwise is recreated: a container's image,
-        environment and limits are fixed when it is made."""
+    def _ensure(self, spec: ContainerSpec, image_id: str, image: str | None = None) -> str:
+        """Make one container of the lab run as its spec says (the lab image unless `image`,
+        its tokens, its limits); says what it did. One made otherwise is recreated: a
+        container's image, environment and limits are fixed when it is made."""
         s = self.settings
         spec = replace(spec, labels={**spec.labels, SPEC_LABEL: spec_digest(spec, image_id)})
         existing = self.engine.get(spec.name)
@@ -229,7 +285,7 @@ class Lab(BaselinePrimitives):
             return f"{spec.hostname}: started"
         else:
             verb = "created"
-        container = self.engine.create(spec, s.image, s.network, s.deploy_uid)
+        container = self.engine.create(spec, image or s.image, s.network, s.deploy_uid)
         self.engine.start(container)
         return f"{spec.hostname}: {verb}"
 

@@ -47,6 +47,18 @@ class LabTokens:
         VENUE_HELLO_TOKEN on the venue): one per lab, so no outsider can pose as a node."""
         return _derive(self.secret, "venue-hello")
 
+    @property
+    def receiver(self) -> str:
+        """What Alertmanager presents to the lab's webhook receiver, and knight to read it
+        (RECEIVER_TOKEN on the receiver; a file beside Alertmanager's configuration)."""
+        return _derive(self.secret, "alert-receiver")
+
     def every(self, nodes: Iterable[str]) -> list[str]:
         """The secret and every token derived from it for these nodes: what a journal scrubs."""
-        return [self.secret, self.venue, self.hello, *(self.node(n) for n in nodes)]
+        return [
+            self.secret,
+            self.venue,
+            self.hello,
+            self.receiver,
+            *(self.node(n) for n in nodes),
+        ]

@@ -26,8 +26,10 @@ from toolkit.guards.sets import DEFAULT as DEFAULT_GUARDS
 from toolkit.guards.sets import GuardSet
 from toolkit.lab.lab import Lab
 from toolkit.lab.load import LoadSpec, during_load, run_echo, run_load
-from toolkit.monitor import watch
+from toolkit.monitor import KillRecord, MonitorResult, watch, watch_prometheus
 from toolkit.settings import default_forks
+
+from .build import INCIDENT_2012
 
 __all__ = ["GOALS", "run_bench"]
 
@@ -45,6 +47,9 @@ GOALS = {
     "interleaved_orders": "== 0",
     "detect_s": "<= 0.5",
     "kill_s": "<= 1.0",
+    "builtin_detect_s": "<= 0.5",
+    "builtin_kill_s": "<= 1.0",
+    "prometheus_kill_s": "<= 5",
     "chaos_total_s": "<= 180",
     "deploy_scaling_32_to_8": "<= 2.5",
     "flip_skew_ms_32": "<= 250",
@@ -330,6 +335,63 @@ def guard_figures(lab: Lab, say: Progress, node: str = "smars-4") -> dict[str, A
     return figures
 
 
+def observe_figures(lab: Lab, say: Progress, node: str = "smars-8") -> dict[str, Any]:
+    """The built-in monitor and Prometheus + Alertmanager side by side, in one run, both acting
+    on one runaway: the rollback experiment's skipped node (smars-8) running Power Peg, declared
+    as such, so the runaway itself is the only signal (a flag-meaning drift would stop the fleet
+    before its first child order). Times count from the first child order executed beyond its
+    parent: detect to the first critical alert (Prometheus's: when it fired), kill to the kill
+    switch on every node (Prometheus's: thrown on its notification through Alertmanager's kill
+    webhook). In 2012, nothing stopped it for 45 minutes (`incident_2012_s`)."""
+    lab.up(observe=True)
+    lab.reset(GuardSet.of(["monitor"]))
+    lab.wait_healthy(timeout=30)
+    out = lab.settings.reports / "monitor" / "bench-observe"
+    via = watch_prometheus(lab, acting=True, out_dir=out)
+    builtin = watch(lab, acting=True, out_dir=out)
+    try:
+        flags = lab.baseline_flags()
+        flags["flag_7"] = {"value": True, "meaning": "power_peg"}
+        lab.set_flags(node, flags)
+        run_load(lab, LoadSpec(nodes=(node,), rate=100, duration_s=3, rlp_share=1.0, drain_s=2))
+        # Prometheus's kill comes after the built-in one: wait for it, generously.
+        deadline = time.monotonic() + 60
+        while not via.kills and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        seen = {"builtin": builtin.stop(), "prometheus": via.stop()}
+    stats = lab.venue_admin().get("/stats")
+    first = stats["nodes"].get(node, {}).get("first_excess_at")
+    if first is None:
+        raise KnightError(f"bench: {node} did not run away (venue: {stats['nodes'].get(node)})")
+    figures: dict[str, Any] = {"excess_shares_side_by_side": stats["excess_shares"]}
+    for path, result in seen.items():
+        figures |= _path_figures(path, result, first)
+    figures["prometheus_notified_s"] = (
+        round(min(via.kill_notified) - first, 3) if via.kill_notified else None
+    )
+    figures["incident_2012_s"] = INCIDENT_2012["duration_minutes"] * 60
+    say(
+        f"side by side: built-in detect {figures['builtin_detect_s']}s kill "
+        f"{figures['builtin_kill_s']}s; prometheus detect {figures['prometheus_detect_s']}s kill "
+        f"{figures['prometheus_kill_s']}s (2012: 45 minutes)"
+    )
+    lab.reset(GuardSet())
+    return figures
+
+
+def _path_figures(path: str, seen: MonitorResult, first_excess: float) -> dict[str, Any]:
+    """One path's detect and kill times (null when it never did), from the first runaway child."""
+    alert = seen.first_alert("kill")
+    kill: KillRecord | None = min(seen.kills, key=lambda k: k.done, default=None)
+    return {
+        f"{path}_detect_s": round(alert.raised - first_excess, 3) if alert else None,
+        f"{path}_kill_s": round(kill.done - first_excess, 3) if kill else None,
+        f"{path}_alert_rule": alert.rule if alert else None,
+        f"{path}_alert_owner": alert.owner if alert else None,
+    }
+
+
 def chaos_figures(lab: Lab, say: Progress) -> dict[str, Any]:
     """The six runs of `make chaos` (three experiments, unsafe then guarded), lab resets
     included; and whether each showed what its file expects."""
@@ -379,9 +441,11 @@ def run_bench(
     lab: Lab,
     path: Path,
     progress: Progress | None = None,
-    parts: tuple[str, ...] = ("lab", "deploy", "ssh", "guards", "chaos", "scale"),
+    *,
+    parts: tuple[str, ...],
 ) -> dict[str, Any]:
-    """Measure, merge into `path`, and return {figure: {value, goal}}."""
+    """Measure `parts` (the CLI's BENCH_PARTS, or some of them), merge into `path`, and return
+    {figure: {value, goal}}."""
     say = progress or (lambda _m: None)
     figures: dict[str, Any] = {}
     if "lab" in parts:
@@ -392,6 +456,8 @@ def run_bench(
         figures |= ssh_figures(lab, say)
     if "guards" in parts:
         figures |= guard_figures(lab, say)
+    if "observe" in parts:
+        figures |= observe_figures(lab, say)
     if "chaos" in parts:
         figures |= chaos_figures(lab, say)
     if "scale" in parts:

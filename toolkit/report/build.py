@@ -20,8 +20,9 @@ from toolkit.settings import load_settings
 from .format import detect_text, fmt_int, fmt_seconds, fmt_usd, runaway_text
 from .html import html_index, html_run_page
 from .journals import KNIGHT, RUNNERS, JournalRun, read_run
-from .markdown import index_page, run_page
+from .markdown import index_page, run_page, stop_times_section
 from .matrix import MATRIX_SETS
+from .pages import stop_times
 from .plot import plot_run
 
 __all__ = [
@@ -221,8 +222,11 @@ def build_report(
         "source": incident.get("source", INCIDENT_2012["source"]),
         "journals_dir": journals_dir,
     }
-    _write(result.index, index_page(*args, **kwargs))
-    _write(result.html, html_index(*args, **kwargs))
+    bench = _bench(out_dir / "bench.json")
+    _write(
+        result.index, index_page(*args, **kwargs, stop_times=stop_times_section(bench, incident))
+    )
+    _write(result.html, html_index(*args, **kwargs, stop_times=stop_times(bench, incident)))
     return result
 
 
@@ -237,6 +241,15 @@ def _write_run(run: JournalRun, runs_dir: Path, force: bool) -> tuple[Path, Path
         _write(page, run_page(run, plot))
         _write(html, html_run_page(run, drawn.svg))
     return plot, page, html
+
+
+def _bench(path: Path) -> dict[str, Any]:
+    """The bench's figures (`knight bench` writes them beside the report), {} when none."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
 
 def _write(path: Path, text: str) -> None:

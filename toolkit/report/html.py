@@ -22,7 +22,7 @@ from .format import fmt_int, text_cell, unread_alerts
 from .journals import JournalRun
 from .markdown import MATRIX_NOTE, TABLE_NOTE
 from .matrix import MATRIX_SETS, matrix
-from .pages import OUTCOME_COLUMNS, facts, outcome_row, run_tables
+from .pages import OUTCOME_COLUMNS, Table, facts, outcome_row, run_tables
 from .plot import mark_colour
 
 __all__ = ["html_index", "html_run_page"]
@@ -112,8 +112,10 @@ def html_index(
     columns: Sequence[str],
     source: str,
     journals_dir: Path,
+    stop_times: Table | None = None,
 ) -> str:
-    """The index page; the arguments are `markdown.index_page`'s."""
+    """The index page; the arguments are `markdown.index_page`'s (`stop_times`: the bench's
+    table of the two monitors' times, pages.stop_times)."""
     return (
         _env()
         .get_template("index.html")
@@ -128,6 +130,7 @@ def html_index(
             matrix_sets=MATRIX_SETS,
             matrix=_matrix_rows(all_runs),
             matrix_note=MATRIX_NOTE,
+            stop_times=stop_times,
             runs=[
                 {
                     "stem": run.stem,

@@ -3,16 +3,24 @@ and timeline), the defense-in-depth matrix, and the index that links them all.""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from .format import fmt_int, md_table
 from .journals import JournalRun
 from .matrix import MATRIX_SETS, matrix
-from .pages import OUTCOME_COLUMNS, facts, outcome_row, run_tables
+from .pages import OUTCOME_COLUMNS, facts, outcome_row, run_tables, stop_times
 
-__all__ = ["MATRIX_NOTE", "TABLE_NOTE", "index_page", "matrix_section", "run_page"]
+__all__ = [
+    "MATRIX_NOTE",
+    "TABLE_NOTE",
+    "index_page",
+    "matrix_section",
+    "run_page",
+    "stop_times_section",
+]
 
 #: What the matrix shows, under its title on every page that has it.
 MATRIX_NOTE = (
@@ -83,6 +91,15 @@ def matrix_section(runs: list[JournalRun]) -> list[str]:
 
 
 # -- the index ------------------------------------------------------------------------------------
+def stop_times_section(bench: Mapping[str, Any], incident: Mapping[str, Any]) -> list[str]:
+    """The bench's detect and kill times of both paths of the monitor on one runaway, beside
+    2012's (pages.stop_times); nothing when the bench has not measured them."""
+    table = stop_times(bench, incident)
+    if table is None:
+        return []
+    return [f"## {table.title}", "", table.note, "", *md_table(table.header, table.rows), ""]
+
+
 def index_page(
     latest: list[JournalRun],
     summary: list[dict[str, str]],
@@ -92,6 +109,7 @@ def index_page(
     columns: Sequence[str],
     source: str,
     journals_dir: Path,
+    stop_times: Sequence[str] = (),
 ) -> str:
     """`summary`: the rows of `latest` (in that order), then the incident's, keyed by `columns`;
     `source`: where the incident's figures come from."""
@@ -111,6 +129,7 @@ def index_page(
         f"{TABLE_NOTE} The 2012 figures: {source}.",
         "",
         *matrix_section(all_runs),
+        *stop_times,
         "## Every run",
         "",
     ]

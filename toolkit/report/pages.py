@@ -14,7 +14,7 @@ from toolkit.settings import node_key
 from .format import detect_text, fmt_int, fmt_seconds, fmt_usd, runaway_text
 from .journals import KNIGHT, RUNNERS
 
-__all__ = ["OUTCOME_COLUMNS", "Table", "facts", "outcome_row", "run_tables"]
+__all__ = ["OUTCOME_COLUMNS", "Table", "facts", "outcome_row", "run_tables", "stop_times"]
 
 OUTCOME_COLUMNS = (
     "parent orders",
@@ -103,3 +103,37 @@ def run_tables(doc: Mapping[str, Any]) -> list[Table]:
     note = "" if events else "No events were recorded."
     tables.append(Table("Timeline", ("t (s)", "kind", "node", "detail"), events, note))
     return tables
+
+
+#: The bench's side-by-side figures (toolkit/report/bench.py, observe_figures): path -> its keys.
+_STOP_PATHS = {
+    "knight's own monitor (a scrape every 200 ms)": "builtin",
+    "Prometheus + Alertmanager (1 s scrape and evaluation, kill webhook)": "prometheus",
+}
+
+
+def _centi(value: float | None) -> str:
+    return "never" if value is None else f"{value:.2f} s"
+
+
+def stop_times(bench: Mapping[str, Any], incident: Mapping[str, Any]) -> Table | None:
+    """The bench's detect and kill times of both paths of the monitor on one runaway, beside
+    2012's; None when the bench has not measured them."""
+    if not any(f"{key}_kill_s" in bench for key in _STOP_PATHS.values()):
+        return None
+    goals = bench.get("goals", {})
+    rows: list[tuple[Any, ...]] = []
+    for label, key in _STOP_PATHS.items():
+        kill = bench.get(f"{key}_kill_s")
+        goal = goals.get(f"{key}_kill_s", "")
+        rows.append((label, _centi(bench.get(f"{key}_detect_s")), _centi(kill), goal or "—"))
+    lasted = fmt_seconds(60 * incident["duration_minutes"])
+    unread = incident.get("pre_open_alert_emails")
+    rows.append((f"Knight Capital, 2012 ({unread} e-mails unread)", "never", lasted, "—"))
+    note = (
+        f"From `knight bench` (`reports/bench.json`, measured {bench.get('measured_at', '?')}): "
+        "one node runs Power Peg; both paths of the monitor watch the same run and throw the "
+        "kill switch. Seconds from the first child order executed beyond its parent."
+    )
+    header = ("monitor", "time to detect", "time to kill", "goal (kill)")
+    return Table("Time to stop a runaway", header, rows, note)

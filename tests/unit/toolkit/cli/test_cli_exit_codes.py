@@ -155,3 +155,20 @@ def test_goal_met_compares_the_value_with_the_goal(value, goal, met):
 def test_an_unreadable_goal_is_a_clear_error():
     with pytest.raises(ValueError, match="goal 'about 3'"):
         cli.goal_met(3, "about 3")
+
+
+def test_bench_measures_every_part_by_default_and_only_those_named(monkeypatch, tmp_path):
+    asked: list[tuple[str, ...]] = []
+
+    def run_bench(lab, path, progress=None, parts=()):
+        asked.append(parts)
+        return FIGURES
+
+    monkeypatch.setattr(bench_module, "run_bench", run_bench)
+    out = str(tmp_path / "b.json")
+    assert CliRunner().invoke(cli.main, ["bench", "--json", out]).exit_code == 0
+    assert (
+        CliRunner().invoke(cli.main, ["bench", "--only", "observe", "--json", out]).exit_code == 0
+    )
+    assert asked == [cli.BENCH_PARTS, ("observe",)]
+    assert "observe" in cli.BENCH_PARTS

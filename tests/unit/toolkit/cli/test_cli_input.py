@@ -208,3 +208,16 @@ def test_a_number_that_is_not_finite_is_a_bad_option_value(no_lab, args):
     result = CliRunner().invoke(cli.main, args)
     assert result.exit_code == 2, (result.output, result.exception)
     assert "is not a finite number" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["monitor", "--via", "nagios"],
+        ["experiment", "run", "rollback", "--monitor", "nagios"],
+    ],
+)
+def test_a_monitor_path_that_does_not_exist_is_a_bad_option_value(no_lab, args):
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "'nagios' is not one of 'builtin', 'prometheus', 'both'" in result.stderr

@@ -91,6 +91,7 @@ def test_the_secrets_to_scrub_are_every_token_of_the_lab(lab: Lab):
         SECRET,
         tokens.venue,
         tokens.hello,
+        tokens.receiver,
         tokens.node("smars-1"),
         tokens.node("smars-2"),
         tokens.node("smars-3"),
