@@ -144,6 +144,17 @@ def _fleet(inventory: Path | None):
     return Fleet.from_inventory(inventory, load_settings())
 
 
+def _experiment_lab(inventory: Path | None):
+    """What an experiment or a fault campaign acts on: the lab, or the fleet an inventory
+    declares with the market it names (checked whole first: exit 2, nothing ran)."""
+    if inventory is None:
+        return _lab()
+    from .deploy.fleet_lab import fleet_lab
+    from .settings import load_settings
+
+    return fleet_lab(inventory, load_settings())
+
+
 def _guards_option(f: Callable) -> Callable:
     return click.option(
         "--guards",
@@ -827,6 +838,7 @@ _MODE = click.option(
     help="Exit 0 when the file's expectations for the mode were met (an unsafe run is "
     "expected to deviate), 1 otherwise.",
 )
+@_inventory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the journal as JSON.")
 def experiment_run(
     ident: str,
@@ -835,16 +847,24 @@ def experiment_run(
     sets: tuple[str, ...],
     journal_path: Path | None,
     judge_expectations: bool,
+    inventory: Path | None,
     as_json: bool,
 ) -> None:
-    """Run one experiment (exit 0: the hypothesis held; 1: it deviated; 2: bad input)."""
+    """Run one experiment (exit 0: the hypothesis held; 1: it deviated; 2: bad input).
+
+    With --inventory the experiment acts on the fleet the inventory declares, over ssh and
+    HTTP alone: its group `routers` must also name the market (knight_venue_url,
+    knight_venue_token_file, knight_load_host; `knight lab inventory` writes them for an ssh
+    lab). A fault that needs the Docker engine (partition, delay, corrupt) is refused before
+    the run starts, naming its step; see docs/fleets.md."""
     from .experiments.loader import load_experiment, parse_sets
     from .experiments.run import run_experiment
     from .guards.sets import GuardSet
 
-    exp = load_experiment(ident, parse_sets(sets))
+    lab_ = _experiment_lab(inventory)
+    nodes = lab_.settings.node_names if inventory is not None else None
+    exp = load_experiment(ident, parse_sets(sets), fleet=nodes)
     guards = GuardSet.parse(guards_text) if guards_text is not None else GuardSet.for_mode(mode)
-    lab_ = _lab()
     with _progress(f"{exp.id} ({mode}, guards {guards.label()})", quiet=as_json) as say:
         result = run_experiment(lab_, exp, mode, guards, journal_path, say=say)
     if as_json:
@@ -892,15 +912,32 @@ def _print_run(result) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write it here (default: standard output).",
 )
+@click.option(
+    "--inventory",
+    "inventory",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Run it on the fleet this inventory declares: its path goes into the configuration "
+    "as knight_inventory (docs/chaostoolkit.md).",
+)
 def experiment_export(
-    ident: str, to: str, mode: str, sets: tuple[str, ...], out_path: Path | None
+    ident: str,
+    to: str,
+    mode: str,
+    sets: tuple[str, ...],
+    out_path: Path | None,
+    inventory: Path | None,
 ) -> None:
     """Write an experiment as a Chaos Toolkit experiment to run with `chaos run` (its
     parameters are the configuration: `chaos run --var node=smars-3` sets one)."""
     from .chaostoolkit.export import export_experiment
     from .experiments.loader import load_experiment, parse_sets
 
-    doc = export_experiment(load_experiment(ident, parse_sets(sets)), mode, to)
+    nodes = None
+    if inventory is not None:
+        nodes = _experiment_lab(inventory).settings.node_names  # checked whole: exit 2
+    exp = load_experiment(ident, parse_sets(sets), fleet=nodes)
+    doc = export_experiment(exp, mode, to, inventory)
     text = json.dumps(doc, indent=2) + "\n"
     if out_path is None:
         click.echo(text, nl=False)
@@ -1021,12 +1058,16 @@ def verify_cmd(release: str | None, inventory: Path | None, pytest_args: tuple[s
     default=None,
     help="Where to write the campaign (default: reports/faults.json).",
 )
-def faults_cmd(seed: int, count: int, json_path: Path | None) -> None:
+@_inventory_option
+def faults_cmd(seed: int, count: int, json_path: Path | None, inventory: Path | None) -> None:
     """Deploy under a seeded campaign of faults (stop, pause, partition, corrupt a staged
-    artifact) landing in each phase; count mixed-version end states and lost orders."""
+    artifact) landing in each phase; count mixed-version end states and lost orders.
+
+    With --inventory the campaign runs on that fleet and draws only the faults that can be done
+    over ssh (kill, stop and pause of the router by signal); see docs/fleets.md."""
     from .chaos.campaign import run_campaign
 
-    lab_ = _lab()
+    lab_ = _experiment_lab(inventory)
     path = json_path or lab_.settings.reports / "faults.json"
     done = [0]
 
