@@ -345,15 +345,18 @@ def lab_reset() -> None:
 
 
 @lab.command("halt-all")
+@_inventory_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was undone as JSON.")
-def lab_halt_all(as_json: bool) -> None:
+def lab_halt_all(inventory: Path | None, as_json: bool) -> None:
     """Undo every chaos fault in the lab (paused, stopped or killed nodes, partitions, network
     delays, damaged staged releases), found from Docker's state: works after the process that
-    injected them died; and end every load generator still sending (a run's background load)."""
+    injected them died; and end every load generator still sending (a run's background load).
+    With --inventory, on that fleet: routerd thaws and starts every router that does not answer,
+    and the load generators on its load host end."""
     from .chaos.kinds import halt_all
     from .lab.load import stop_loads
 
-    lab_ = _lab()
+    lab_ = _experiment_lab(inventory)
     undone = halt_all(lab_) | {"load": stop_loads(lab_)}
     if as_json:
         _emit_json(undone)

@@ -158,6 +158,7 @@ def test_ssh_options_that_could_run_a_command_are_refused(tmp_path):
         ["resume"],
         ["verify"],
         ["lab", "status"],
+        ["lab", "halt-all"],
         ["experiment", "run", "skipped_node"],
         ["experiment", "export", "skipped_node", "--to", "chaostoolkit"],
         ["faults", "--count", "1"],
