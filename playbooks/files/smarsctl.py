@@ -850,9 +850,14 @@ def cmd_flag(name: str, value: str, meaning: str) -> dict:
     }
 
 
-def cmd_reload() -> dict:
-    """Make the router re-read its settings (flags, fleet manifest, guard switches)."""
-    return post("/reload")
+def cmd_reload(times: str = "1") -> dict:
+    """Make the router re-read its settings (flags, fleet manifest, guard switches), `times`
+    times over (each re-read of a flag its code means otherwise is one error it logs)."""
+    if not times.isdigit() or not 1 <= int(times) <= 10_000:
+        raise Failed(f"reload: times {times!r} is not 1 to 10000")
+    for _ in range(int(times) - 1):
+        post("/reload")
+    return post("/reload") | {"reloads": int(times)}
 
 
 def cmd_baseline(

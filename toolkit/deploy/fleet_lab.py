@@ -159,6 +159,11 @@ class FleetLab(Lab):
         if code != 0:
             raise LabError(f"{node}: routerd did not take {word!r}: {out.strip()[-300:]}")
 
+    def reload(self, node: str, times: int = 1) -> None:
+        """`times` re-reads in one smarsctl call: one ssh round trip, not `times`."""
+        self.check_node(node)
+        self.smarsctl(node, "reload", str(times))
+
     def node_admin(self, node: str, timeout: float = 2.0) -> AdminClient:
         self.check_node(node)
         return FleetAdmin(self, node, timeout)

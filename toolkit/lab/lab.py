@@ -167,6 +167,12 @@ class Lab(BaselinePrimitives):
         reached through an inventory; a lab does its faults through Docker instead."""
         raise LabError(f"{node}: a lab's faults go through Docker, not routerd's control pipe")
 
+    def reload(self, node: str, times: int = 1) -> None:
+        """Make a node re-read its settings `times` times over (its admin API, with its token)."""
+        admin = self.node_admin(node)
+        for _ in range(times):
+            admin.post("/reload")
+
     def order_address(self, node: str) -> str:
         """host:port of a node's order port as the load generator reaches it (the lab network)."""
         return f"{node}:{self.settings.order_port}"

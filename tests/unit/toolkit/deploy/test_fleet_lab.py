@@ -136,6 +136,8 @@ def test_admin_calls_and_control_words_go_over_ssh(inventory, no_docker, monkeyp
     monkeypatch.setattr(Remote, "run", run)
     assert lab.node_admin("edge-a").post("/kill")["killed"] is True
     assert ran[-1] == ("edge-a", ["python3", "-", "kill"])
+    lab.reload("edge-a", 96)  # the alerts' re-reads: one round trip, not 96
+    assert ran[-1] == ("edge-a", ["python3", "-", "reload", "96"])
     lab.node_control("edge-b", "pause")
     assert ran[-1][1][-2:] == ["pause", "/run/smars/routerd.ctl"]
     with pytest.raises(LabError, match="'reboot' is not a word"):
