@@ -38,6 +38,10 @@ from .remote import Remote
 
 __all__ = ["FleetAdmin", "FleetLab", "fleet_lab"]
 
+#: How long a node may take to run the baseline again when the reset switches it back: eight
+#: routers re-executing at once on a busy two-core machine were seen taking over 15 s.
+BASELINE_SWITCH_S = 90
+
 #: What routerd's control pipe takes (router_image/routerd.py, CONTROL_SIGNALS and start).
 CONTROL_WORDS = ("stop", "kill", "pause", "cont", "start")
 
@@ -142,10 +146,10 @@ class FleetLab(Lab):
             self._control = Path(self.fleet.ansible_env()["ANSIBLE_SSH_CONTROL_PATH_DIR"])
         return Remote(self.fleet.inventory.host(node), self._control)
 
-    def smarsctl(self, node: str, *args: str) -> dict[str, Any]:
+    def smarsctl(self, node: str, *args: str, timeout: float = 120.0) -> dict[str, Any]:
         if self._source is None:
             self._source = (self.settings.playbooks / "files" / "smarsctl.py").read_bytes()
-        return smarsctl(self.remote(node), self._source, *args)
+        return smarsctl(self.remote(node), self._source, *args, timeout=timeout)
 
     def node_control(self, node: str, word: str) -> None:
         """Say `word` to the node's routerd on its control pipe, as the deploy user (a member
@@ -258,7 +262,7 @@ class FleetLab(Lab):
         )
 
         def one(node: str) -> None:
-            self.smarsctl(node, "baseline", *args)
+            self.smarsctl(node, "baseline", *args, str(BASELINE_SWITCH_S), timeout=300.0)
 
         with ThreadPoolExecutor(max_workers=min(16, len(self.settings.node_names))) as pool:
             list(pool.map(one, self.settings.node_names))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -182,3 +183,35 @@ def test_an_export_names_the_inventory_and_refuses_what_it_cannot_take(inventory
     partitioned = load_experiment(experiment, {}, fleet=["edge-a", "edge-b"])
     with pytest.raises(ConfigError, match=r"step 3 \(fault partition\)"):
         export_experiment(partitioned, "unsafe", inventory=inventory)
+
+
+def test_a_reset_is_one_baseline_call_per_node_and_a_new_venue_run(
+    inventory, no_docker, monkeypatch
+):
+    lab = fleet_lab(inventory, Settings())
+    calls: list[tuple[str, tuple[str, ...], float]] = []
+    venue_posts: list[str] = []
+    artifact = SimpleNamespace(
+        version="7.1.0", tree="ab" * 32, manifest={"artifact_sha256": "cd" * 32}
+    )
+    monkeypatch.setattr(lab.fleet, "publish", lambda v: (artifact, f"http://artifacts:8080/{v}/x"))
+    monkeypatch.setattr(
+        FleetLab,
+        "smarsctl",
+        lambda self, node, *args, timeout=0: calls.append((node, args, timeout)) or {},
+    )
+    monkeypatch.setattr(
+        FleetLab,
+        "venue_admin",
+        lambda self, timeout=5.0: SimpleNamespace(post=lambda path, body: venue_posts.append(path)),
+    )
+    lab.reset(GuardSet.for_mode("unsafe"))
+    assert sorted(node for node, _, _ in calls) == ["edge-a", "edge-b"]
+    _, args, timeout = calls[0]
+    version, tree, sha, url, _epoch, guards, flags, switch_s = args
+    assert (version, tree, sha) == ("7.1.0", "ab" * 32, "cd" * 32)
+    assert url == "http://artifacts:8080/7.1.0/x"
+    assert json.loads(guards) == GuardSet.for_mode("unsafe").router_file()
+    assert json.loads(flags) == {"flag_7": {"value": False, "meaning": "power_peg"}}
+    assert int(switch_s) >= 60 and timeout > int(switch_s)  # a busy machine's switch fits
+    assert venue_posts == ["/reset"]
