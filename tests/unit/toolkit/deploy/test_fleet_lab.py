@@ -208,7 +208,8 @@ def test_a_reset_is_one_baseline_call_per_node_and_a_new_venue_run(
     lab.reset(GuardSet.for_mode("unsafe"))
     assert sorted(node for node, _, _ in calls) == ["edge-a", "edge-b"]
     _, args, timeout = calls[0]
-    version, tree, sha, url, _epoch, guards, flags, switch_s = args
+    command, version, tree, sha, url, _epoch, guards, flags, switch_s = args
+    assert command == "baseline"
     assert (version, tree, sha) == ("7.1.0", "ab" * 32, "cd" * 32)
     assert url == "http://artifacts:8080/7.1.0/x"
     assert json.loads(guards) == GuardSet.for_mode("unsafe").router_file()
