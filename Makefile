@@ -12,7 +12,7 @@ TEST_LAB ?= knight-test
 
 
 .PHONY: promtool chromium molecule
-.PHONY: chaos-skipped-node chaos-reused-flag chaos-rollback chaos knightmare matrix report
+.PHONY: chaos-skipped-node chaos-reused-flag chaos-rollback chaos chaos-ssh knightmare matrix report
 .PHONY: observe
 .PHONY: help setup image releases lab lab-down status load deploy rollback verify faults bench test test-unit test-integration lint format clean demo staging staging-down
 
@@ -82,8 +82,8 @@ molecule: $(if $(INVENTORY),$(STAMP),staging) ## molecule test of the playbooks 
 
 FAULTS ?= 100
 SEED ?= 2012
-faults: lab ## Deploy under FAULTS seeded fault schedules (default 100): mixed end states, lost orders
-	$(KNIGHT) faults --seed $(SEED) --count $(FAULTS)
+faults: $(FLEET_NEEDS) ## Deploy under FAULTS seeded fault schedules (default 100): mixed end states, lost orders (INVENTORY=... over ssh)
+	$(KNIGHT) faults --seed $(SEED) --count $(FAULTS) $(FLEET)
 
 bench: image ## Measure the performance figures into reports/bench.json
 	$(KNIGHT) bench
@@ -143,6 +143,18 @@ chaos-rollback: lab ## The seven good nodes rolled back with the flag still on (
 	$(call EXPERIMENT,rollback,guarded)
 
 chaos: chaos-skipped-node chaos-reused-flag chaos-rollback ## The three experiments, both modes
+
+# The same three experiments, both modes, on the staging lab through its inventory: ssh to the
+# nodes and HTTP to their admin ports and to the venue, no Docker call (docs/fleets.md).
+# INVENTORY=path runs them on another fleet whose inventory names its market.
+SSH_EXPERIMENT = $(call EXPERIMENT,$(1),$(2)) --inventory $(or $(INVENTORY),$(STAGING_INVENTORY))
+chaos-ssh: $(if $(INVENTORY),$(STAMP),staging) ## The three experiments, both modes, over ssh through an inventory (default: the staging lab's)
+	$(call SSH_EXPERIMENT,skipped_node,unsafe)
+	$(call SSH_EXPERIMENT,skipped_node,guarded)
+	$(call SSH_EXPERIMENT,reused_flag,unsafe)
+	$(call SSH_EXPERIMENT,reused_flag,guarded)
+	$(call SSH_EXPERIMENT,rollback,unsafe)
+	$(call SSH_EXPERIMENT,rollback,guarded)
 
 knightmare: lab ## The whole 2012 sequence, unsafe and guarded
 	$(call EXPERIMENT,knightmare,unsafe)

@@ -11,6 +11,13 @@ It passes the signals Docker and the operators send (TERM, INT, HUP, USR2) on to
 reaps every router that ends, and exits with the status of the last one. Standard library only,
 and it does nothing between those events: the CPU belongs to the routers.
 
+Its control pipe (SMARS_CONTROL, a FIFO only its own group may write: the deploy user, who may
+not signal the router itself) takes an operator's word, one per line: `stop` (SIGTERM), `kill`
+(SIGKILL), `pause` (SIGSTOP), `cont` (SIGCONT) to the router, and `start`. A router stopped or
+killed that way is held down: routerd stays, and on `start` starts the node again through its
+entry point (SMARS_ENTRYPOINT), as a container start would. This is how a fault is done to a
+node reached over ssh, and undone.
+
 Before the first router runs any code of TREE, routerd checks it: a release folder
 (`releases/MAJOR.MINOR.PATCH`, whatever link or pending marker led to it) holding only what its
 tree hash covers (no bytecode, no symlink: Python would run them unseen). The router starts
@@ -29,9 +36,18 @@ import signal
 import socket
 import stat
 import sys
+import threading
 from datetime import UTC, datetime
 
-__all__ = ["SUPERVISED_ENV", "children", "main", "proc_stat", "tree_problem"]
+__all__ = [
+    "CONTROL_SIGNALS",
+    "SUPERVISED_ENV",
+    "Keeper",
+    "children",
+    "main",
+    "proc_stat",
+    "tree_problem",
+]
 
 #: Set for the routers this process keeps: they may hand over to a standby and exit.
 SUPERVISED_ENV = "SMARS_SUPERVISED"
@@ -41,6 +57,15 @@ _STOPPING = (signal.SIGTERM, signal.SIGINT)
 _USAGE = "usage: python3 -S -P routerd.py RELEASE_TREE [ROUTER ARGS...]"
 #: A release folder's name (smars/release.py VERSION: routerd imports nothing from a release).
 _VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+#: The control pipe's words -> the signal each sends the router (`start` sends none).
+CONTROL_SIGNALS = {
+    "stop": signal.SIGTERM,
+    "kill": signal.SIGKILL,
+    "pause": signal.SIGSTOP,
+    "cont": signal.SIGCONT,
+}
+#: The words after which the router is held down until `start`.
+_HOLDING = ("stop", "kill")
 
 
 def _log(level: str, event: str, **fields: object) -> None:
@@ -159,6 +184,60 @@ class Keeper:
         self.tree = tree
         self.args = args
         self.stopping: signal.Signals | None = None
+        #: Set by `stop`/`kill` on the control pipe: the router stays down until `start`.
+        self.held = threading.Event()
+        self.restart = threading.Event()
+
+    def listen(self, path: str) -> bool:
+        """Open the control pipe at `path` (made anew, writable by this process's group alone)
+        and read it in a thread of its own; False when it cannot be made."""
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            os.mkfifo(path, 0o620)
+            os.chmod(path, 0o620)
+        except OSError as e:
+            _log("warning", "routerd_no_control", path=path, error=e.strerror)
+            return False
+        threading.Thread(target=self._read, args=(path,), name="control", daemon=True).start()
+        return True
+
+    def _read(self, path: str) -> None:
+        while True:
+            try:
+                with open(path, encoding="ascii", errors="replace") as pipe:
+                    for line in pipe:
+                        self.control(line.strip())
+            except OSError as e:
+                _log("error", "routerd_control_lost", path=path, error=e.strerror)
+                return
+
+    def control(self, word: str) -> None:
+        """One word of the control pipe (an unknown one is logged and ignored)."""
+        if word == "start":
+            if self.held.is_set():
+                self.restart.set()
+            _log("info", "routerd_control", word=word, held=self.held.is_set())
+            return
+        sig = CONTROL_SIGNALS.get(word)
+        if sig is None:
+            _log("warning", "routerd_control_unknown", word=word[:32])
+            return
+        if word in _HOLDING:
+            self.held.set()
+        running = children()
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        _log("info", "routerd_control", word=word, signal=sig.name, routers=running)
+
+    def wait_start(self) -> bool:
+        """Held down: wait for `start` (True), or for a stop signal meanwhile (False)."""
+        _log("info", "routerd_held", detail="router down until `start` on the control pipe")
+        while not self.restart.wait(0.2):
+            if self.stopping is not None:
+                return False
+        return True
 
     def start(self, supervised: bool) -> int:
         # No bytecode written into the release tree (one that holds any is refused).
@@ -182,6 +261,7 @@ class Keeper:
         for sig in _FORWARDED:
             signal.signal(sig, self.forward)
         supervised = become_subreaper()
+        self.listen(os.environ.get("SMARS_CONTROL", "/run/smars/routerd.ctl"))
         first = self.start(supervised)
         if self.stopping is not None:
             self.forward(self.stopping)  # asked to stop before the router was there
@@ -191,6 +271,10 @@ class Keeper:
             try:
                 pid, status = os.wait()
             except ChildProcessError:
+                if self.held.is_set() and self.stopping is None and self.wait_start():
+                    entry = os.environ.get("SMARS_ENTRYPOINT", "/usr/local/bin/knight-node")
+                    _log("info", "routerd_restart", entrypoint=entry)
+                    os.execv(entry, [entry, "router", *self.args])
                 _log("info", "routerd_exit", code=code)
                 return code
             code = os.waitstatus_to_exitcode(status)

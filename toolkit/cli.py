@@ -176,6 +176,17 @@ def _fleet(inventory: Path | None):
     return Fleet.from_inventory(inventory, load_settings())
 
 
+def _experiment_lab(inventory: Path | None):
+    """What an experiment or a fault campaign acts on: the lab, or the fleet an inventory
+    declares with the market it names (checked whole first: exit 2, nothing ran)."""
+    if inventory is None:
+        return _lab()
+    from .deploy.fleet_lab import fleet_lab
+    from .settings import load_settings
+
+    return fleet_lab(inventory, load_settings())
+
+
 def _guards_option(f: Callable) -> Callable:
     return click.option(
         "--guards",
@@ -383,15 +394,18 @@ def lab_reset() -> None:
 
 
 @lab.command("halt-all")
+@_inventory_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was undone as JSON.")
-def lab_halt_all(as_json: bool) -> None:
+def lab_halt_all(inventory: Path | None, as_json: bool) -> None:
     """Undo every chaos fault in the lab (paused, stopped or killed nodes, partitions, network
     delays, damaged staged releases), found from Docker's state: works after the process that
-    injected them died; and end every load generator still sending (a run's background load)."""
+    injected them died; and end every load generator still sending (a run's background load).
+    With --inventory, on that fleet: routerd thaws and starts every router that does not answer,
+    and the load generators on its load host end."""
     from .chaos.kinds import halt_all
     from .lab.load import stop_loads
 
-    lab_ = _lab()
+    lab_ = _experiment_lab(inventory)
     undone = halt_all(lab_) | {"load": stop_loads(lab_)}
     if as_json:
         _emit_json(undone)
@@ -912,6 +926,7 @@ _MODE = click.option(
     help="Which path of the monitor watches the run: knight's own scraper, the lab's "
     "Prometheus and Alertmanager (knight lab up --observe), or both side by side.",
 )
+@_inventory_option
 @click.option("--json", "as_json", is_flag=True, help="Print the journal as JSON.")
 @_NO_LIVE
 def experiment_run(
@@ -922,6 +937,7 @@ def experiment_run(
     journal_path: Path | None,
     judge_expectations: bool,
     via: str,
+    inventory: Path | None,
     as_json: bool,
     no_live: bool,
 ) -> None:
@@ -929,15 +945,22 @@ def experiment_run(
 
     On a terminal a live table follows the run: per node its release, what each flag the
     experiment sets means to its code, parent and child orders per second, excess shares,
-    alerts and marks; the step under way and the time since the start."""
+    alerts and marks; the step under way and the time since the start.
+
+    With --inventory the experiment acts on the fleet the inventory declares, over ssh and
+    HTTP alone: its group `routers` must also name the market (knight_venue_url,
+    knight_venue_token_file, knight_load_host; `knight lab inventory` writes them for an ssh
+    lab). A fault that needs the Docker engine (partition, delay, corrupt) is refused before
+    the run starts, naming its step; see docs/fleets.md."""
     from .experiments.loader import load_experiment, parse_sets
     from .experiments.run import run_experiment
     from .guards.sets import GuardSet
     from .view.run import RunView
 
-    exp = load_experiment(ident, parse_sets(sets))
+    lab_ = _experiment_lab(inventory)
+    nodes = lab_.settings.node_names if inventory is not None else None
+    exp = load_experiment(ident, parse_sets(sets), fleet=nodes)
     guards = GuardSet.parse(guards_text) if guards_text is not None else GuardSet.for_mode(mode)
-    lab_ = _lab()
     view = RunView(lab_.settings.node_names) if _live_wanted(no_live, as_json) else None
     title = f"{exp.id} ({mode}, guards {guards.label()})"
     with _shown(title, view, quiet=as_json) as say:
@@ -990,15 +1013,32 @@ def _print_run(result) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write it here (default: standard output).",
 )
+@click.option(
+    "--inventory",
+    "inventory",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Run it on the fleet this inventory declares: its path goes into the configuration "
+    "as knight_inventory (docs/chaostoolkit.md).",
+)
 def experiment_export(
-    ident: str, to: str, mode: str, sets: tuple[str, ...], out_path: Path | None
+    ident: str,
+    to: str,
+    mode: str,
+    sets: tuple[str, ...],
+    out_path: Path | None,
+    inventory: Path | None,
 ) -> None:
     """Write an experiment as a Chaos Toolkit experiment to run with `chaos run` (its
     parameters are the configuration: `chaos run --var node=smars-3` sets one)."""
     from .chaostoolkit.export import export_experiment
     from .experiments.loader import load_experiment, parse_sets
 
-    doc = export_experiment(load_experiment(ident, parse_sets(sets)), mode, to)
+    nodes = None
+    if inventory is not None:
+        nodes = _experiment_lab(inventory).settings.node_names  # checked whole: exit 2
+    exp = load_experiment(ident, parse_sets(sets), fleet=nodes)
+    doc = export_experiment(exp, mode, to, inventory)
     text = json.dumps(doc, indent=2) + "\n"
     if out_path is None:
         click.echo(text, nl=False)
@@ -1128,15 +1168,21 @@ def verify_cmd(release: str | None, inventory: Path | None, pytest_args: tuple[s
     default=None,
     help="Where to write the campaign (default: reports/faults.json).",
 )
+@_inventory_option
 @_NO_LIVE
-def faults_cmd(seed: int, count: int, json_path: Path | None, no_live: bool) -> None:
+def faults_cmd(
+    seed: int, count: int, json_path: Path | None, inventory: Path | None, no_live: bool
+) -> None:
     """Deploy under a seeded campaign of faults (stop, pause, partition, corrupt a staged
     artifact) landing in each phase; count mixed-version end states and lost orders. On a
-    terminal it shows the schedules done and the time left, live."""
+    terminal it shows the schedules done and the time left, live.
+
+    With --inventory the campaign runs on that fleet and draws only the faults that can be done
+    over ssh (kill, stop and pause of the router by signal); see docs/fleets.md."""
     from .chaos.campaign import run_campaign
     from .view.progress import Countdown
 
-    lab_ = _lab()
+    lab_ = _experiment_lab(inventory)
     path = json_path or lab_.settings.reports / "faults.json"
     title = f"fault campaign, seed {seed}"
     done = Countdown(title, count, "schedules")

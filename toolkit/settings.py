@@ -69,6 +69,9 @@ class Settings:
     #: The port each node's sshd listens on inside its container (ssh transport); unprivileged,
     #: so that sshd needs no capability to bind it.
     ssh_port: int = 2222
+    #: The router nodes by name, when they are the hosts an inventory declares rather than the
+    #: lab's `smars-1..nodes` (an experiment run through `--inventory`).
+    hosts: tuple[str, ...] | None = None
 
     def checkout(self, *parts: str) -> Path:
         """A path of the knight checkout (router_image/, playbooks/, experiments/, flags.yaml):
@@ -157,6 +160,8 @@ class Settings:
 
     @property
     def node_names(self) -> list[str]:
+        if self.hosts is not None:
+            return list(self.hosts)
         return [f"smars-{i}" for i in range(1, self.nodes + 1)]
 
     @property

@@ -905,6 +905,54 @@ def cmd_flag(name: str, value: str, meaning: str) -> dict:
     }
 
 
+def cmd_reload(times: str = "1") -> dict:
+    """Make the router re-read its settings (flags, fleet manifest, guard switches), `times`
+    times over (each re-read of a flag its code means otherwise is one error it logs)."""
+    if not times.isdigit() or not 1 <= int(times) <= 10_000:
+        raise Failed(f"reload: times {times!r} is not 1 to 10000")
+    for _ in range(int(times) - 1):
+        post("/reload")
+    return post("/reload") | {"reloads": int(times)}
+
+
+def cmd_baseline(
+    version: str,
+    tree: str,
+    sha256: str,
+    url: str,
+    epoch: str,
+    guards: str,
+    flags: str,
+    timeout: str = "15",
+) -> dict:
+    """The node back on the baseline a run starts from (an experiment reaching the fleet
+    through an inventory): no switch pending; every working order cancelled, then trading and
+    intake open again; the fleet manifest, the router's guard switches and the flags (`guards`
+    and `flags` as JSON) written and re-read; and the release `version` running, staged from
+    `url` first when it is not there."""
+    _check(version, tree)
+    try:
+        switches, entries = json.loads(guards), json.loads(flags)
+    except ValueError as e:
+        raise Failed(f"baseline: guards and flags must be JSON ({e})") from None
+    if not isinstance(switches, dict) or not isinstance(entries, dict):
+        raise Failed("baseline: guards and flags must be JSON objects")
+    PENDING.unlink(missing_ok=True)
+    post("/kill")  # Power Peg's parents never end by themselves: cancel them, then trade again
+    post("/resume")
+    post("/intake/resume")
+    manifest = {"release": version, "tree": tree, "epoch": int(epoch)}
+    _write(ETC / "fleet.json", json.dumps(manifest, sort_keys=True) + "\n")
+    _write(ETC / "guards.json", json.dumps(switches, sort_keys=True) + "\n")
+    _write(ETC / "flags.json", json.dumps({"flags": entries}, indent=2, sort_keys=True) + "\n")
+    reloaded = post("/reload")
+    result = {"release": current_release(), "switched": False}
+    if identity()["tree"] != tree:
+        cmd_stage(version, tree, sha256, url)
+        result = cmd_switch(version, tree, timeout)
+    return result | {"flags_error": reloaded.get("flags_error")}
+
+
 COMMANDS = {
     "status": cmd_status,
     "preflight": cmd_preflight,
@@ -921,6 +969,8 @@ COMMANDS = {
     "kill": cmd_kill,
     "resume-trading": cmd_resume_trading,
     "flag": cmd_flag,
+    "reload": cmd_reload,
+    "baseline": cmd_baseline,
 }
 
 

@@ -1,7 +1,9 @@
 """A lab reached over ssh, and knight driven through its inventory as a staging fleet would be:
 sshd in every node as the deploy user, the lab's keys private on the host, host keys pinned; a
-guarded deploy and rollback, flags and the kill switch through `--inventory`; and a deploy
-against a wrong pinned host key refused with a line that says so, no node changed.
+guarded deploy and rollback, flags and the kill switch through `--inventory`; a deploy against
+a wrong pinned host key refused with a line that says so, no node changed; an experiment
+through the inventory, unsafe and guarded, with no Docker engine for knight to call; and a
+fault done and undone over ssh.
 
 The ssh lab is a lab of its own (KNIGHT_LAB + "-ssh"), up once for this module."""
 
@@ -16,7 +18,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from tenacity import Retrying, stop_after_delay, wait_fixed
 
+from toolkit.chaos.kinds import halt_all, make
+from toolkit.deploy.fleet_lab import fleet_lab
+from toolkit.errors import LabError
 from toolkit.lab.lab import Lab
 from toolkit.lab.ssh import make_key
 from toolkit.settings import load_settings
@@ -294,3 +300,88 @@ def test_molecule_converges_idempotently_and_verifies_on_the_ssh_lab(ssh_lab: La
         assert releases(ssh_lab, inventory) == dict.fromkeys(ssh_lab.settings.node_names, "8.0.0")
     finally:
         knight(ssh_lab, "rollback", "--inventory", str(inventory), check=True)
+
+
+# -- experiments and faults through the inventory ------------------------------------------------
+#: The knight process of an experiment through the inventory gets no Docker engine: were any
+#: Docker call on its path, it would fail instead of quietly going through the engine.
+NO_DOCKER = {"DOCKER_HOST": "tcp://127.0.0.1:9"}
+
+
+def experiment(lab: Lab, inventory: Path, exp_id: str, mode: str, *sets: str) -> dict:
+    env = {**os.environ, "KNIGHT_LAB": lab.settings.lab, **NO_DOCKER}
+    args = ["experiment", "run", exp_id, "--mode", mode, "--inventory", str(inventory)]
+    for item in ("node=smars-3", *sets):
+        args += ["--set", item]
+    done = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", *args, "--json"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert done.stdout.strip(), done.stderr[-3000:]
+    journal = json.loads(done.stdout)
+    errors = [e["detail"] for e in journal["timeline"] if e["kind"] == "error"]
+    assert not errors, errors
+    assert done.returncode == (1 if journal["deviated"] else 0), done.stderr[-2000:]
+    return journal
+
+
+def test_skipped_node_through_the_inventory_deviates_unsafe_and_holds_guarded(
+    ssh_lab: Lab, inventory: Path
+):
+    unsafe = experiment(ssh_lab, inventory, "skipped_node", "unsafe", "open_s=3")
+    assert f"fleet {inventory}" in unsafe["timeline"][0]["detail"]
+    outcome = unsafe["outcome"]
+    assert (unsafe["status"], unsafe["deviated"]) == ("deviated", True)
+    assert outcome["runaway_nodes"] == ["smars-3"]
+    assert outcome["excess_shares"] > 0
+    assert outcome["fleet_end"]["smars-3"] == "7.1.0"
+    assert {r for n, r in outcome["fleet_end"].items() if n != "smars-3"} == {"8.0.0"}
+    assert unsafe["expectations_met"] is True
+
+    guarded = experiment(ssh_lab, inventory, "skipped_node", "guarded", "open_s=3")
+    assert (guarded["status"], guarded["deviated"]) == ("completed", False)
+    assert guarded["outcome"]["excess_shares"] == 0
+    assert guarded["outcome"]["runaway_nodes"] == []
+    refusals = [e["detail"] for e in guarded["timeline"] if e["kind"] == "guard"]
+    # As over docker: the deploy that leaves smars-3 out is refused (the flags guard first: 8.0.0
+    # reuses flag_7), and the launch never runs.
+    assert refusals and " guard refused: copy 8.0.0 by hand" in refusals[0], refusals
+    assert set(guarded["outcome"]["fleet_end"].values()) == {"7.1.0"}
+    assert guarded["expectations_met"] is True
+
+
+def test_a_kill_and_a_pause_over_ssh_are_done_and_undone_by_routerd(ssh_lab: Lab, inventory: Path):
+    ssh_lab.reset()
+    fleet = fleet_lab(inventory, ssh_lab.settings)
+    admin = fleet.node_admin("smars-2", timeout=1.0)
+
+    def answers() -> bool:
+        try:
+            return admin.request("GET", "/health", auth=False).status == 200
+        except LabError:
+            return False
+
+    def eventually(check, what: str, timeout: float = 120.0) -> None:
+        for attempt in Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.2)):
+            with attempt:
+                assert check(), what
+
+    before = admin.get("/version")["pid"]
+    kill = make("kill", fleet, "smars-2")
+    kill.inject()
+    eventually(lambda: not answers(), "the router of smars-2 killed")
+    # The node is held down, not gone: its container runs, sshd answers, the router does not.
+    assert ssh_lab.engine.state(ssh_lab._container("smars-2")) == "running"
+    assert ssh(ssh_lab, "smars-2", "pgrep -u smars -f -- '-m smars' || true").stdout == ""
+    kill.undo()
+    eventually(answers, "smars-2 started again")
+    version = admin.get("/version")
+    assert (version["release"], version["trading"]) == ("7.1.0", "active")
+    assert version["pid"] != before
+
+    pause = make("pause", fleet, "smars-2")
+    pause.inject()
+    eventually(lambda: not answers(), "the router of smars-2 frozen")
+    assert halt_all(fleet)["pause"] == ["smars-2"]  # thawed first, as on Docker
+    eventually(answers, "smars-2 thawed")
+    assert admin.get("/version")["pid"] == version["pid"]  # the same process, thawed

@@ -13,11 +13,12 @@ from typing import Any
 
 from toolkit.deploy.ansible import TaskEvent
 from toolkit.deploy.operations import deploy
+from toolkit.errors import ConfigError
 from toolkit.interrupts import deferred
 from toolkit.lab.lab import Lab
 from toolkit.lab.load import LoadSpec, run_load
 
-from .kinds import FAULTS, halt_all, make
+from .kinds import FAULTS, halt_all, make, over_inventory
 
 __all__ = [
     "PHASES",
@@ -95,7 +96,10 @@ class CampaignResult:
 def schedules(lab: Lab, seed: int, count: int) -> list[Schedule]:
     """`count` fault schedules drawn with `seed`: the same seed always gives the same list."""
     rng = random.Random(seed)
-    faults = sorted(FAULTS)
+    # Through an inventory, only what ssh can do (the same seed draws from that shorter list).
+    faults = over_inventory() if lab.through_inventory else sorted(FAULTS)
+    if not faults:
+        raise ConfigError("no fault of the campaign can be done through an inventory")
     return [
         Schedule(rng.choice(faults), rng.choice(lab.settings.node_names), rng.choice(PHASES))
         for _ in range(count)

@@ -1,6 +1,7 @@
 """An experiment file as a Chaos Toolkit experiment (JSON): the steady state as a hypothesis with
 knight's tolerances, the method and the rollbacks as knight's actions, the parameters as the
-configuration (so `chaos run --var node=smars-3` sets one), and knight's three controls.
+configuration (so `chaos run --var node=smars-3` sets one), and knight's three controls. With
+an inventory, the configuration names it (`knight_inventory`): the run acts on that fleet.
 
 An argument written with a parameter (`skip: ["{node}"]`) keeps it (`["${node}"]`), for the
 Chaos Toolkit to fill from the configuration when it runs; every other value is written as the
@@ -11,11 +12,13 @@ every load accounted for, as knight's runner's does.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ConfigError
-from toolkit.experiments.context import GUARDS_KEY, LAB_KEY
+from toolkit.experiments.context import GUARDS_KEY, INVENTORY_KEY, LAB_KEY
 from toolkit.experiments.model import Activity, Experiment, Probe
+from toolkit.experiments.reach import check_reach
 from toolkit.guards.sets import GuardSet
 from toolkit.yamlfile import load_yaml
 
@@ -36,10 +39,15 @@ DAMAGE_PROBES = ("excess_shares", "orders_lost")
 _PARAM = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
-def export_experiment(exp: Experiment, mode: str, to: str = "chaostoolkit") -> dict[str, Any]:
-    """`exp` (loaded, its `--set` values applied) as a Chaos Toolkit experiment run in `mode`."""
+def export_experiment(
+    exp: Experiment, mode: str, to: str = "chaostoolkit", inventory: Path | None = None
+) -> dict[str, Any]:
+    """`exp` (loaded, its `--set` values applied) as a Chaos Toolkit experiment run in `mode`;
+    with `inventory`, run on the fleet it declares (`knight_inventory` in the configuration)."""
     if to not in FORMATS:
         raise ConfigError(f"unknown format {to!r} (formats: {', '.join(FORMATS)})")
+    if inventory is not None:
+        check_reach(exp)
     guards = GuardSet.for_mode(mode)
     raw = load_yaml(exp.path)
     method = [_action(s, r, i) for i, (s, r) in enumerate(_with_raw(exp.method, raw, "method"))]
@@ -56,7 +64,8 @@ def export_experiment(exp: Experiment, mode: str, to: str = "chaostoolkit") -> d
         "extensions": [
             {"name": EXTENSION, "version": __version__, "experiment": exp.id, "mode": mode}
         ],
-        "configuration": _configuration(exp, mode, guards),
+        "configuration": _configuration(exp, mode, guards)
+        | ({INVENTORY_KEY: str(inventory.resolve())} if inventory is not None else {}),
         "controls": _controls(exp),
         "steady-state-hypothesis": {
             "title": "the fleet is uniform and healthy, and no order is lost or overfilled",

@@ -35,7 +35,15 @@ from toolkit.yamlfile import Mapping, load_yaml, where
 from .inventory import FLEET_GROUP, lab_inventory_path
 from .patterns import NODE_NAME, URL
 
-__all__ = ["Fleet", "FleetHost", "FleetStatus", "Inventory", "as_fleet", "load_inventory"]
+__all__ = [
+    "Fleet",
+    "FleetHost",
+    "FleetStatus",
+    "Inventory",
+    "Market",
+    "as_fleet",
+    "load_inventory",
+]
 
 #: A host name or an IPv4 address (ansible_host).
 HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
@@ -46,6 +54,8 @@ PATH = re.compile(r"~?[A-Za-z0-9._/-]{1,255}")
 #: ssh options as `-o Name=value`, values of plain characters: no ProxyCommand-like shell word.
 SSH_ARGS = re.compile(r"-o [A-Za-z]+=~?[A-Za-z0-9._/,@:+-]+( -o [A-Za-z]+=~?[A-Za-z0-9._/,@:+-]+)*")
 PORT = re.compile(r"[1-9][0-9]{0,4}")
+#: host:port (knight_order_address).
+ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[1-9][0-9]{0,4}")
 
 #: Every variable an inventory of a fleet may set: what it is, its pattern, and whether every
 #: host must have it (itself or from its group). A variable without a rule is refused.
@@ -64,7 +74,15 @@ VARIABLES: dict[str, tuple[str, re.Pattern[str], bool]] = {
     "smars_admin_url": ("the node's admin API, for its peers", URL, True),
     "knight_admin_url": ("the node's admin API, for knight", URL, False),
     "artifact_base_url": ("where nodes download releases", URL, True),
+    # The market an experiment needs (optional; docs/fleets.md): the venue it measures at, and
+    # the host the load generator runs on. One value for the whole fleet each.
+    "knight_venue_url": ("the venue's admin API, for knight", URL, False),
+    "knight_venue_token_file": ("the file on the controller with the venue's token", PATH, False),
+    "knight_load_host": ("the host of the fleet the load generator runs on", NODE_NAME, False),
+    "knight_order_address": ("the node's order port, for the load generator", ADDRESS, False),
 }
+#: The market's variables: all of them, or none (then the fleet takes no experiment).
+MARKET_VARIABLES = ("knight_venue_url", "knight_venue_token_file", "knight_load_host")
 
 
 @dataclass(frozen=True)
@@ -78,12 +96,27 @@ class FleetHost:
 
 
 @dataclass(frozen=True)
+class Market:
+    """Where an experiment on a fleet finds its market: the venue's admin API (and the file
+    holding its token) as knight reaches it, and the fleet host the load generator runs on."""
+
+    venue_url: str
+    venue_token_file: Path
+    load_host: str
+
+
+@dataclass(frozen=True)
 class Inventory:
     """A checked inventory of one fleet (the group FLEET_GROUP)."""
 
     path: Path
     hosts: tuple[FleetHost, ...]
     artifact_base_url: str
+    #: The market an experiment needs, when the inventory declares one.
+    market: Market | None = None
+
+    def host(self, name: str) -> FleetHost:
+        return next(h for h in self.hosts if h.name == name)
 
     @property
     def node_names(self) -> list[str]:
@@ -164,13 +197,38 @@ def load_inventory(path: Path | str) -> Inventory:
         _host(file, name, entry, group_vars, where(group["hosts"], name))
         for name, entry in group["hosts"].items()
     )
-    bases = {h.variables["artifact_base_url"] for h in hosts}
-    if len(bases) != 1:
+    bases = _one_value(file, hosts, "artifact_base_url")
+    return Inventory(file.resolve(), hosts, str(bases).rstrip("/"), _market(file, hosts))
+
+
+def _one_value(file: Path, hosts: tuple[FleetHost, ...], name: str) -> str | None:
+    """The one value every host has for `name` (None: no host has one); else ConfigError."""
+    values = {h.variables.get(name) for h in hosts}
+    if len(values) != 1:
+        shown = ", ".join(sorted(str(v) for v in values))
+        raise ConfigError(f"one {name} for the whole fleet, not {len(values)}: {shown}", str(file))
+    return values.pop()
+
+
+def _market(file: Path, hosts: tuple[FleetHost, ...]) -> Market | None:
+    """The market the inventory declares: every one of MARKET_VARIABLES, or none of them."""
+    values = {name: _one_value(file, hosts, name) for name in MARKET_VARIABLES}
+    given = [name for name, value in values.items() if value is not None]
+    if not given:
+        return None
+    if len(given) != len(values):
+        missing = ", ".join(n for n in MARKET_VARIABLES if n not in given)
         raise ConfigError(
-            f"one artifact_base_url for the whole fleet, not {len(bases)}: {', '.join(sorted(bases))}",
+            f"{FLEET_GROUP}: a market needs {', '.join(MARKET_VARIABLES)} together; no {missing}",
             str(file),
         )
-    return Inventory(file.resolve(), hosts, bases.pop().rstrip("/"))
+    load_host = str(values["knight_load_host"])
+    if load_host not in {h.name for h in hosts}:
+        raise ConfigError(
+            f"knight_load_host {load_host!r} is not a host of group {FLEET_GROUP}", str(file)
+        )
+    token = Path(str(values["knight_venue_token_file"])).expanduser()
+    return Market(str(values["knight_venue_url"]).rstrip("/"), token, load_host)
 
 
 @dataclass
@@ -299,5 +357,9 @@ class Fleet:
 
 
 def as_fleet(target: Lab | Fleet) -> Fleet:
-    """A fleet, from a lab (its own fleet) or a fleet already."""
-    return target if isinstance(target, Fleet) else Fleet.of_lab(target)
+    """A fleet, from a lab (its own fleet), a fleet's lab (toolkit/deploy/fleet_lab.py: the
+    fleet its inventory declares), or a fleet already."""
+    if isinstance(target, Fleet):
+        return target
+    own = getattr(target, "fleet", None)  # a FleetLab's: never rendered from Docker's state
+    return own if isinstance(own, Fleet) else Fleet.of_lab(target)

@@ -11,6 +11,7 @@ people can run the playbooks and the testinfra suite by hand; a test keeps the t
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ __all__ = [
     "render",
     "render_lab",
     "ssh_lab_inventory",
+    "write_venue_token",
 ]
 
 #: The inventory group that declares the fleet: a deploy must reach all of it, or none.
@@ -107,8 +109,26 @@ def ssh_lab_inventory(lab: Lab) -> dict[str, Any]:
         "ansible_ssh_private_key_file": str(keys.deploy_key),
         "ansible_ssh_common_args": ssh_common_args(keys.known_hosts),
         "artifact_base_url": Lab.ARTIFACT_URL,
+        # The market an experiment through this inventory uses (docs/fleets.md): the lab's
+        # venue at its published admin port, and the load generator on the first node (on the
+        # lab network, as the client container's is).
+        "knight_venue_url": f"http://127.0.0.1:{lab.venue_admin().port}",
+        "knight_venue_token_file": str(write_venue_token(lab)),
+        "knight_load_host": s.node_names[0],
     }
     return {"all": {"children": {FLEET_GROUP: {"hosts": hosts, "vars": group_vars}}}}
+
+
+def write_venue_token(lab: Lab) -> Path:
+    """The venue's admin token in a file of the lab's state folder, readable by its owner
+    alone: what an inventory names for knight to reach the venue with."""
+    path = lab.settings.state / "venue.token"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(lab.tokens.venue + "\n")
+    os.chmod(path, 0o600)
+    return path
 
 
 def render_lab(lab: Lab) -> str:

@@ -6,8 +6,9 @@ The keys of the configuration are a contract (docs/chaostoolkit.md):
 - `knight_lab`: the lab's name (default: KNIGHT_LAB, else `knight`);
 - `knight_guards`: the guards the toolkit applies, comma-separated names, `all` or `none`
   (default: KNIGHT_GUARDS, else the default set);
-- `knight_inventory`: the inventory of the fleet to reach. Read here and nowhere else, and
-  handed to `_lab`, the one place an activity gets the fleet it acts on.
+- `knight_inventory`: the inventory of the fleet to reach, with the market it names (default:
+  none, the lab). Read here and nowhere else, and handed to `_lab`, the one place an activity
+  gets the fleet it acts on.
 
 knight's own runner binds its lab, its guards and its run (which records what the steps do in
 the journal) under the lab's name for as long as the run lasts (`bound`); any other caller (a
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from toolkit.deploy.fleet_lab import FleetLab, fleet_lab
 from toolkit.errors import ConfigError
 from toolkit.guards.sets import GuardSet, default_guards
 from toolkit.lab.lab import Lab
@@ -106,8 +108,12 @@ _binding = threading.Lock()
 
 
 def configuration_for(lab: Lab, guards: GuardSet) -> dict[str, Any]:
-    """The configuration naming `lab` and `guards`: what knight's runner passes its activities."""
-    return {LAB_KEY: lab.settings.lab, GUARDS_KEY: ",".join(guards.names) or "none"}
+    """The configuration naming `lab` (and its inventory, for a fleet reached through one) and
+    `guards`: what knight's runner passes its activities."""
+    config = {LAB_KEY: lab.settings.lab, GUARDS_KEY: ",".join(guards.names) or "none"}
+    if isinstance(lab, FleetLab):
+        config[INVENTORY_KEY] = str(lab.inventory_path)
+    return config
 
 
 @contextmanager
@@ -141,12 +147,10 @@ def context(configuration: Mapping[str, Any] | None) -> Context:
 
 
 def _lab(name: str, inventory: Any) -> Lab:
-    """The fleet an activity reaches: the lab `name`, through `inventory` when one is given.
-    This is where an inventory plugs in; until knight reaches a fleet through one, a
-    configuration naming one is refused rather than run against the docker lab instead."""
+    """The fleet an activity reaches: the lab `name`, or the fleet `inventory` declares (with
+    the market it names: toolkit/deploy/fleet_lab.py)."""
     if inventory:
-        raise ConfigError(
-            f"configuration {INVENTORY_KEY}={inventory!r}: this knight reaches its docker lab "
-            "only; leave it out to act on lab " + repr(name)
-        )
+        if not isinstance(inventory, str):
+            raise ConfigError(f"configuration {INVENTORY_KEY}: a path, not {inventory!r}")
+        return fleet_lab(inventory, settings_for_lab(name))
     return Lab(settings_for_lab(name))

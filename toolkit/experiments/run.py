@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.chaos.kinds import halt_all
+from toolkit.deploy.fleet_lab import FleetLab
 from toolkit.errors import ConfigError, KnightError
 from toolkit.guards.sets import GuardSet
 from toolkit.interrupts import deferred
@@ -31,6 +32,7 @@ from .journal import Journal, Outcome, ProbeResult, exit_code
 from .measure import venue_outcome
 from .model import Activity, Expectations, Experiment, Probe
 from .probes import PROBE_FUNCTIONS
+from .reach import check_reach
 from .sampler import Sampler
 from .state import RunState, undo_fault
 
@@ -175,6 +177,8 @@ def run_experiment(
     unknown = [m for m in monitors if m not in MONITORS]
     if unknown or not monitors:
         raise ConfigError(f"monitor {', '.join(unknown) or 'none'}: use {', '.join(MONITORS)}")
+    if lab.through_inventory:
+        check_reach(experiment)  # a step the fleet cannot take: exit 2, nothing ran
     # A second deploy or run on this lab meanwhile is refused before it changes anything.
     with lab.exclusive(f"experiment {experiment.id} ({mode})"):
         return _run(lab, experiment, mode, guards, journal_path, say, observe, monitors)
@@ -234,8 +238,11 @@ def _start(run: RunState, observers: _Observers) -> None:
     """The lab reset to its baseline with the run's guards, the monitor and the abort watcher
     started; the venue's start time noted (its series count from it)."""
     lab, guards = run.lab, run.guards
+    fleet = f", fleet {lab.inventory_path}" if isinstance(lab, FleetLab) else ""
     run.event(
-        "start", None, f"{run.experiment.title} ({run.journal.mode}, guards {guards.label()})"
+        "start",
+        None,
+        f"{run.experiment.title} ({run.journal.mode}, guards {guards.label()}{fleet})",
     )
     # A fault or a load left behind by a run that crashed would break this one: end them first.
     halt_all(lab)

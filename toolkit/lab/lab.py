@@ -142,6 +142,42 @@ class Lab(BaselinePrimitives):
     def client_container(self) -> Container:
         return self._container("client")
 
+    # -- where the load generator runs (the client container; a fleet's load host) ------------
+    #: True for a fleet reached through an inventory alone (toolkit/deploy/fleet_lab.py): no
+    #: Docker engine on its path, so only what ssh and HTTP can do is possible there.
+    through_inventory = False
+
+    def has_client(self) -> bool:
+        """Whether the load generator's host is there to run on (the client container runs)."""
+        client = self.engine.get(self.settings.container("client"))
+        return client is not None and client.status == "running"
+
+    def client_exec(self, argv: list[str]) -> tuple[int, str]:
+        """Run a command where the load generator runs; (exit code, combined output)."""
+        return self.engine.exec(self.client_container(), argv)
+
+    def client_exec_stream(
+        self, argv: list[str], on_stderr: Callable[[str], None] | None
+    ) -> tuple[int, bytes]:
+        """Run a command where the load generator runs, each stderr line to `on_stderr` as it
+        comes; (exit code, stdout)."""
+        return self.engine.exec_stream(self.client_container(), argv, on_stderr)
+
+    def node_control(self, node: str, word: str) -> None:
+        """Say `word` to a node's routerd (stop, kill, pause, cont, start): over ssh, on a fleet
+        reached through an inventory; a lab does its faults through Docker instead."""
+        raise LabError(f"{node}: a lab's faults go through Docker, not routerd's control pipe")
+
+    def reload(self, node: str, times: int = 1) -> None:
+        """Make a node re-read its settings `times` times over (its admin API, with its token)."""
+        admin = self.node_admin(node)
+        for _ in range(times):
+            admin.post("/reload")
+
+    def order_address(self, node: str) -> str:
+        """host:port of a node's order port as the load generator reaches it (the lab network)."""
+        return f"{node}:{self.settings.order_port}"
+
     @property
     def transport(self) -> str:
         """How the nodes are reached: as settings say (KNIGHT_TRANSPORT, --transport), else as

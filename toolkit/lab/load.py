@@ -1,5 +1,7 @@
 """Drive parent orders into the routers from the client container (on the lab network, so the
 load does not go through Docker's userland proxy) and read back the load generator's accounting.
+Where the load generator runs is the lab's to say (`Lab.client_exec`): the client container, or
+for a fleet reached through an inventory, its load host over ssh.
 """
 
 from __future__ import annotations
@@ -142,10 +144,10 @@ def _exec_json(
         if on_progress:
             on_progress(doc)
 
-    code, out = lab.engine.exec_stream(lab.client_container(), ["knight-node", *argv], stderr)
+    code, out = lab.client_exec_stream(["knight-node", *argv], stderr)
     if code != 0:
         raise LabError(
-            f"{argv[0]} in the client container exited {code}: {out.decode(errors='replace')[-500:]}"
+            f"{argv[0]} where the load generator runs exited {code}: {out.decode(errors='replace')[-500:]}"
         )
     try:
         return json.loads(out.decode().strip().splitlines()[-1])
@@ -162,7 +164,7 @@ def run_load(
     nodes = list(spec.nodes) or lab.settings.node_names
     for n in nodes:
         lab.check_node(n)
-    targets = [f"{n}:{lab.settings.order_port}" for n in nodes]
+    targets = [lab.order_address(n) for n in nodes]
     return LoadResult.from_json(_exec_json(lab, spec.argv(targets), on_progress))
 
 
@@ -220,13 +222,13 @@ def stop_load(lab: Lab, prefix: str) -> bool:
     if not _PREFIX.fullmatch(prefix):
         raise LabError(f"not a load prefix: {prefix!r}")
     pattern = f"market[.]loadgen .*--prefix {prefix}( |$)"
-    code, _ = lab.engine.exec(lab.client_container(), ["pkill", "-TERM", "-f", pattern])
+    code, _ = lab.client_exec(["pkill", "-TERM", "-f", pattern])
     return code == 0
 
 
 def running_loads(lab: Lab) -> list[str]:
     """The prefixes of the load generators running in the client container now."""
-    code, out = lab.engine.exec(lab.client_container(), ["pgrep", "-af", "market[.]loadgen"])
+    code, out = lab.client_exec(["pgrep", "-af", "market[.]loadgen"])
     if code not in (0, 1):  # 1: none runs
         raise LabError(f"cannot list the load generators: {out.strip()[-300:]}")
     found = re.findall(r"--prefix ([a-z][a-z0-9_]{0,31})(?: |$)", out, flags=re.MULTILINE)
@@ -236,7 +238,7 @@ def running_loads(lab: Lab) -> list[str]:
 def read_accounts(lab: Lab) -> dict[str, LoadResult]:
     """prefix -> account of every load that ended and kept its account (LOADS_DIR)."""
     script = f'for f in {LOADS_DIR}/*.json; do [ -f "$f" ] && cat "$f"; done; true'
-    code, out = lab.engine.exec(lab.client_container(), ["sh", "-c", script])
+    code, out = lab.client_exec(["sh", "-c", script])
     if code != 0:
         raise LabError(f"cannot read the load accounts: {out.strip()[-300:]}")
     accounts: dict[str, LoadResult] = {}
@@ -258,7 +260,7 @@ def stop_loads(lab: Lab, timeout: float = 30.0) -> list[str]:
     while pending:
         if time.monotonic() > deadline:
             raise LabError(f"load generators still sending: {', '.join(pending)}")
-        lab.engine.exec(lab.client_container(), ["pkill", "-TERM", "-f", "market[.]loadgen"])
+        lab.client_exec(["pkill", "-TERM", "-f", "market[.]loadgen"])
         time.sleep(0.2)
         pending = running_loads(lab)
     return running
@@ -268,7 +270,7 @@ def clear_loads(lab: Lab) -> list[str]:
     """End every load generator and forget every kept account: a new venue run starts with no
     load. The prefixes that were still sending."""
     running = stop_loads(lab)
-    lab.engine.exec(lab.client_container(), ["rm", "-rf", LOADS_DIR])
+    lab.client_exec(["rm", "-rf", LOADS_DIR])
     return running
 
 

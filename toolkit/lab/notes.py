@@ -63,7 +63,6 @@ def begin_run(lab: Lab) -> list[str]:
     """A new run of the lab begins: no load generator still sending, no account of an earlier
     run's loads, no notes. The prefixes of the loads that were still sending."""
     # A lab without its client (down, or half up) has no load to end: the reset brings it up.
-    client = lab.engine.get(lab.settings.container("client"))
-    stopped = clear_loads(lab) if client is not None and client.status == "running" else []
+    stopped = clear_loads(lab) if lab.has_client() else []
     clear_notes(lab.settings)
     return stopped

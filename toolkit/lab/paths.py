@@ -3,7 +3,14 @@ the lab's specs and baseline primitives and by the chaos kinds."""
 
 from __future__ import annotations
 
-__all__ = ["PENDING_FILE", "PID_FILE", "SMARS_ETC", "SMARS_HOME", "SMARS_RELEASES"]
+__all__ = [
+    "CONTROL_PIPE",
+    "PENDING_FILE",
+    "PID_FILE",
+    "SMARS_ETC",
+    "SMARS_HOME",
+    "SMARS_RELEASES",
+]
 
 #: The releases (`releases/<version>/`) and the `current` symlink to the one that runs.
 SMARS_HOME = "/opt/smars"
@@ -15,3 +22,5 @@ SMARS_ETC = "/etc/smars"
 PID_FILE = "/run/smars/router.pid"
 #: A guarded flip not yet confirmed: the release to go back to.
 PENDING_FILE = "/var/lib/smars/switch.pending"
+#: routerd's control pipe: stop, kill, pause, cont and start the router (the smars group's).
+CONTROL_PIPE = "/run/smars/routerd.ctl"

@@ -15,7 +15,7 @@ from toolkit.chaos.fault import Fault
 from toolkit.errors import ConfigError, KnightError
 from toolkit.lab.lab import Lab
 
-__all__ = ["FAULTS", "halt_all", "make"]
+__all__ = ["FAULTS", "halt_all", "make", "over_inventory", "refusal"]
 
 
 def _discover() -> dict[str, type[Fault]]:
@@ -31,12 +31,31 @@ def _discover() -> dict[str, type[Fault]]:
 FAULTS: dict[str, type[Fault]] = _discover()
 
 
+def over_inventory() -> list[str]:
+    """The kinds of fault that can be done on a fleet reached through an inventory."""
+    return sorted(name for name, cls in FAULTS.items() if cls.OVER_SSH)
+
+
+def refusal(kind: str) -> str | None:
+    """Why the fault `kind` cannot be done through an inventory; None when it can."""
+    cls = FAULTS.get(kind)
+    if cls is None or cls.OVER_SSH:
+        return None
+    return (
+        f"needs the Docker engine; not possible through an inventory "
+        f"(faults over ssh: {', '.join(over_inventory()) or 'none'})"
+    )
+
+
 def make(kind: str, lab: Lab, node: str, **options: Any) -> Fault:
     """The fault `kind` on `node` (not injected yet)."""
     try:
         cls = FAULTS[kind]
     except KeyError:
         raise ConfigError(f"unknown fault {kind!r} (faults: {', '.join(sorted(FAULTS))})") from None
+    why = refusal(kind) if lab.through_inventory else None
+    if why is not None:
+        raise ConfigError(f"fault {kind}: {why}")
     return cls(lab, node, **options)
 
 
@@ -47,6 +66,8 @@ def halt_all(lab: Lab) -> dict[str, list[str]]:
     undone: dict[str, list[str]] = {}
     failed: list[str] = []
     for kind, cls in sorted(FAULTS.items(), key=lambda item: (item[1].HALT_RANK, item[0])):
+        if lab.through_inventory and not cls.OVER_SSH:
+            continue  # never done there: nothing of it to find
         try:
             undone[kind] = cls.halt(lab)
         except Exception as exc:  # a Docker error on one kind must not leave the others behind

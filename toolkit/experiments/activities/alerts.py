@@ -43,11 +43,10 @@ def alerts(
     flags["flag_7"] = {"value": False, "meaning": "rlp"}
     loud = []
     for name in targets:
-        admin = lab.node_admin(name)
         lab.set_flags(name, flags)
-        for _ in range(count - 1):
-            admin.post("/reload")
-        version = admin.get("/version")
+        if count > 1:
+            lab.reload(name, count - 1)
+        version = lab.node_admin(name).get("/version")
         code = (version.get("flags", {}).get("flag_7") or {}).get("code_meaning")
         if code not in (None, "rlp"):
             loud.append(name)

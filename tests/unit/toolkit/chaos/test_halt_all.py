@@ -3,11 +3,16 @@ before anything else (the other undos exec into the container)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from toolkit.chaos import kinds
 from toolkit.chaos.fault import Fault
 from toolkit.errors import KnightError
+
+#: A lab reached through Docker (the kinds' halts are fakes here: they never touch it).
+A_LAB = SimpleNamespace(through_inventory=False)
 
 
 def _kind(name: str, calls: list[str], rank: int = 1, fails: bool = False) -> type[Fault]:
@@ -38,7 +43,7 @@ def test_every_kind_is_undone_even_when_one_fails_and_the_error_names_it(monkeyp
     }
     monkeypatch.setattr(kinds, "FAULTS", fake)
     with pytest.raises(KnightError, match=r"kill: RuntimeError: kill broke") as info:
-        kinds.halt_all(object())  # type: ignore[arg-type]
+        kinds.halt_all(A_LAB)  # type: ignore[arg-type]
     assert calls == ["pause", "delay", "kill", "stop"]
     assert "delay" not in str(info.value) and "stop" not in str(info.value)
 
@@ -48,4 +53,14 @@ def test_halt_all_says_what_each_kind_repaired(monkeypatch):
     monkeypatch.setattr(
         kinds, "FAULTS", {"pause": _kind("pause", calls, 0), "stop": _kind("stop", calls)}
     )
-    assert kinds.halt_all(object()) == {"pause": ["smars-1"], "stop": ["smars-2"]}  # type: ignore[arg-type]
+    assert kinds.halt_all(A_LAB) == {"pause": ["smars-1"], "stop": ["smars-2"]}  # type: ignore[arg-type]
+
+
+def test_through_an_inventory_only_the_kinds_done_over_ssh_are_looked_for(monkeypatch):
+    calls: list[str] = []
+    over_ssh = _kind("stop", calls)
+    over_ssh.OVER_SSH = True
+    monkeypatch.setattr(kinds, "FAULTS", {"partition": _kind("partition", calls), "stop": over_ssh})
+    fleet = SimpleNamespace(through_inventory=True)
+    assert kinds.halt_all(fleet) == {"stop": ["smars-1"]}  # type: ignore[arg-type]
+    assert calls == ["stop"]

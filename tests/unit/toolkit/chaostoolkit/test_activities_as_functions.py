@@ -19,6 +19,9 @@ from toolkit.chaostoolkit import actions
 from toolkit.errors import ConfigError
 from toolkit.experiments.activities import ACTIVITIES, ACTIVITY_FUNCTIONS, ActivityError
 from toolkit.experiments.activities.schema import REQUIRED
+from toolkit.experiments.context import context
+
+ROOT = Path(__file__).resolve().parents[4]
 
 CHAOS = shutil.which("chaos", path=str(Path(sys.executable).parent))
 #: A lab name no test brings up: these calls must fail before they reach any lab.
@@ -75,9 +78,19 @@ def test_a_wrong_argument_is_one_line_naming_the_activity_and_the_argument(call,
     assert "\n" not in str(info.value)
 
 
-def test_an_inventory_in_the_configuration_is_refused_not_ignored():
-    with pytest.raises(ConfigError, match=r"knight_inventory='staging.yml': this knight reaches"):
+def test_an_inventory_in_the_configuration_is_the_fleet_acted_on_never_the_lab(tmp_path):
+    # The fleet is read from the inventory before anything is done: one that is not there, or
+    # that names no market, is one line; never the lab instead.
+    with pytest.raises(ConfigError, match=r"staging.yml: inventory not found"):
         actions.deploy("8.0.0", configuration=NO_LAB | {"knight_inventory": "staging.yml"})
+    staging = ROOT / "playbooks" / "inventories" / "staging.example"
+    ctx = context(NO_LAB | {"knight_inventory": str(staging)})
+    assert ctx.lab.through_inventory
+    assert ctx.lab.settings.node_names == [f"smars-{i}" for i in range(1, 9)]
+    with pytest.raises(ActivityError, match=r"deploy: skip: .*smars-9"):
+        actions.deploy(
+            "8.0.0", skip=["smars-9"], configuration=NO_LAB | {"knight_inventory": str(staging)}
+        )
 
 
 def test_discovery_lists_every_activity_and_probe_with_its_arguments():

@@ -48,13 +48,15 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 def _fake_ssh_lab(tmp_path: Path) -> SimpleNamespace:
-    settings = Settings(lab="t", nodes=3)
+    settings = Settings(root=tmp_path, lab="t", nodes=3)
     ports = {n: 40000 + i for i, n in enumerate(settings.node_names)}
     return SimpleNamespace(
         settings=settings,
         ssh_ports=lambda: ports,
         ssh_keys=SshKeys(tmp_path / "ssh"),
         node_admin=lambda node: SimpleNamespace(port=41000 + int(node.split("-")[1])),
+        venue_admin=lambda: SimpleNamespace(port=49100),
+        tokens=SimpleNamespace(venue="venue-secret"),
     )
 
 
@@ -156,6 +158,10 @@ def test_ssh_options_that_could_run_a_command_are_refused(tmp_path):
         ["resume"],
         ["verify"],
         ["lab", "status"],
+        ["lab", "halt-all"],
+        ["experiment", "run", "skipped_node"],
+        ["experiment", "export", "skipped_node", "--to", "chaostoolkit"],
+        ["faults", "--count", "1"],
     ],
 )
 def test_every_fleet_command_refuses_a_bad_inventory_before_anything_runs(
@@ -211,3 +217,45 @@ def test_ssh_connections_are_kept_apart_by_the_host_keys_they_were_opened_under(
     # Short: a socket's path is at most about 100 bytes, and %C adds 40.
     assert len(second) + 41 < 100
     assert oct(Path(second).stat().st_mode & 0o777) == "0o700"
+
+
+MARKET = """\
+        knight_venue_url: http://127.0.0.1:19100
+        knight_venue_token_file: /srv/knight/venue.token
+        knight_load_host: smars-2
+"""
+
+
+def test_the_market_an_experiment_needs_comes_from_the_inventory(tmp_path):
+    inventory = load_inventory(_write(tmp_path, GOOD + MARKET))
+    assert inventory.market is not None
+    assert inventory.market.venue_url == "http://127.0.0.1:19100"
+    assert inventory.market.venue_token_file == Path("/srv/knight/venue.token")
+    assert inventory.market.load_host == "smars-2"
+    assert load_inventory(_write(tmp_path, GOOD)).market is None  # a fleet to deploy to only
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (("knight_load_host: smars-2", "knight_load_host: smars-9"), "'smars-9' is not a host"),
+        (("        knight_load_host: smars-2\n", ""), "no knight_load_host"),
+        (("19100", "19100/$(id)"), "knight_venue_url"),
+        (("knight_load_host: smars-2", "knight_load_host: 'a b'"), "knight_load_host"),
+    ],
+)
+def test_a_half_declared_or_wrong_market_is_one_line(tmp_path, edit, says):
+    path = _write(tmp_path, (GOOD + MARKET).replace(*edit))
+    with pytest.raises(ConfigError) as info:
+        load_inventory(path)
+    assert str(info.value).startswith(f"{path}:") and says in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_the_ssh_lab_inventory_names_its_market_and_keeps_the_venue_token_private(tmp_path):
+    fleet = ssh_lab_inventory(_fake_ssh_lab(tmp_path))["all"]["children"][FLEET_GROUP]
+    assert fleet["vars"]["knight_venue_url"] == "http://127.0.0.1:49100"
+    assert fleet["vars"]["knight_load_host"] == "smars-1"
+    token = Path(fleet["vars"]["knight_venue_token_file"])
+    assert token.read_text() == "venue-secret\n"
+    assert token.stat().st_mode & 0o777 == 0o600
