@@ -49,6 +49,11 @@ class Router:
     follows: Path | None = None
     #: Called when this router is armed (a test's peer may switch some time after it).
     on_arm: Callable[[], None] | None = None
+    #: When (time.monotonic()) its /health starts to answer 200: its venue connection is up.
+    healthy_from: float = 0.0
+
+    def code(self, path: str) -> int:
+        return 503 if path == "/health" and time.monotonic() < self.healthy_from else 200
 
     def running(self) -> str:
         if self.follows is None:
@@ -91,7 +96,7 @@ def routers() -> Iterator[list[Router]]:
                 parts = urlsplit(self.path)
                 query = {k: v[0] for k, v in parse_qs(parts.query).items()}
                 body = json.dumps(router.answer(parts.path, query)).encode()
-                self.send_response(200)
+                self.send_response(router.code(parts.path))
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -267,3 +272,25 @@ def test_the_fleet_wait_asks_a_peer_still_switching_a_few_times_not_every_few_mi
     # A glance before arming, then one long poll (two if it is cut short), not one request
     # every 20 ms for the second the peer took.
     assert len(asked) <= 4, asked
+
+
+def test_a_switched_node_waits_for_its_venue_connection_without_a_busy_poll(node, routers):
+    """The new process runs the tree but its venue connection takes a second to come up: the
+    node asks its router again less and less often, not three requests every 10 ms (on a
+    32-node lab that busy poll was thousands of requests a second on the cores the new
+    processes needed to connect)."""
+    me = routers(Router(tree_of(OLD), follows=node.root / "opt" / "current"))
+    sleeper = subprocess.Popen(
+        ["sleep", "60"], preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    )
+    try:
+        (node.root / "router.pid").write_text(f"{sleeper.pid}\n")
+        me.healthy_from = time.monotonic() + 1.5
+        code, out = node.run(me, "switch", "8.0.1", tree_of(NEW), "10")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert code == 0, out
+    assert (out["tree"], out["healthy"], out["switched"]) == (tree_of(NEW), True, True)
+    asked = [p for p in me.asked if p in ("/health", "/version", "/switch/armed")]
+    assert len(asked) <= 60, len(asked)
