@@ -9,7 +9,6 @@ import contextlib
 import json
 import select
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -18,7 +17,7 @@ from helpers import exchange, metric
 
 from toolkit.errors import LabError
 from toolkit.lab.lab import Lab
-from toolkit.lab.load import LoadSpec, run_load
+from toolkit.lab.load import LoadSpec, during_load, run_load
 
 
 def test_orders_reach_every_router_and_the_venue_counts_fills_per_node(baseline: Lab):
@@ -57,17 +56,25 @@ def test_old_release_with_flag_7_on_runs_power_peg_and_overfills_while_orders_fl
     _flag_7_on(baseline, node)
     venue = baseline.venue_admin()
     samples: list[int] = []
-    load = threading.Thread(
-        target=run_load,
-        args=(baseline, LoadSpec(nodes=(node,), rate=40, duration_s=4, rlp_share=1.0, drain_s=1)),
+
+    def excess() -> int:
+        return int(venue.get("/stats")["nodes"].get(node, {}).get("excess_shares", 0))
+
+    def grows() -> None:
+        """Three readings of the node's excess shares, each higher than the one before, while
+        its orders flow: each waited for (a minute at most), not timed."""
+        for _ in range(3):
+            deadline = time.monotonic() + 60
+            while (now := excess()) <= (samples[-1] if samples else 0):
+                assert time.monotonic() < deadline, f"excess shares stopped growing: {samples}"
+                time.sleep(0.1)
+            samples.append(now)
+
+    spec = LoadSpec(
+        nodes=(node,), rate=40, duration_s=600, rlp_share=1.0, drain_s=1, prefix="pegload"
     )
-    load.start()
-    for _ in range(3):
-        time.sleep(1.2)
-        samples.append(venue.get("/stats")["nodes"][node]["excess_shares"])
-    load.join()
-    assert samples[0] > 0
-    assert samples[0] < samples[1] < samples[2], samples
+    during_load(baseline, spec, grows, after=0)
+    assert len(samples) == 3 and 0 < samples[0] < samples[1] < samples[2], samples
     executions = venue.get("/executions?since=0&limit=500")
     fields = executions["fields"]
     rows = [dict(zip(fields, row, strict=True)) for row in executions["executions"]]
