@@ -47,6 +47,20 @@ class MonitorResult:
     kills: list[KillRecord] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, path: Any, interval_s: float) -> MonitorResult:
+        """What one path of the monitor (the scraper, the Prometheus receiver) holds now: its
+        `started`, `stopped`, `rounds`, `alerts`, `kills` (in time order) and `errors`."""
+        return cls(
+            interval_s=interval_s,
+            started=path.started,
+            stopped=path.stopped,
+            rounds=path.rounds,
+            alerts=path.alerts,
+            kills=sorted(path.kills, key=lambda k: k.t),
+            errors=list(path.errors),
+        )
+
     def first_alert(self, action: str | None = None) -> Alert | None:
         """The earliest alert raised (of one action, e.g. "kill", when given)."""
         chosen = [a for a in self.alerts if action is None or a.action == action]
@@ -290,12 +304,4 @@ class Monitor:
         return [k for a in self.actions for k in getattr(a, "kills", [])]
 
     def result(self) -> MonitorResult:
-        return MonitorResult(
-            interval_s=self.interval_s,
-            started=self.started,
-            stopped=self.stopped,
-            rounds=self.rounds,
-            alerts=self.alerts,
-            kills=sorted(self.kills, key=lambda k: k.t),
-            errors=list(self.errors),
-        )
+        return MonitorResult.of(self, self.interval_s)

@@ -154,15 +154,7 @@ class AlertReceiver:
         return list(self.kill.kills) if self.kill else []
 
     def result(self) -> MonitorResult:
-        return MonitorResult(
-            interval_s=self.wait_s,
-            started=self.started,
-            stopped=self.stopped,
-            rounds=self.rounds,
-            alerts=self.alerts,
-            kills=sorted(self.kills, key=lambda k: k.t),
-            errors=list(self.errors),
-        )
+        return MonitorResult.of(self, self.wait_s)
 
 
 def wait_quiet(alertmanager: Any, timeout: float = 120.0) -> None:
