@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pyte
+from interrupt import at_a_terminal
 
 __all__ = ["Terminal"]
 
@@ -48,6 +49,7 @@ class Terminal:
             stdout=slave,
             stderr=slave,
             start_new_session=True,
+            preexec_fn=at_a_terminal,
         )
         os.close(slave)
         self._master = master

@@ -235,6 +235,8 @@ def test_ctrl_c_during_a_deploy_leaves_the_fleet_uniform(baseline: Lab, moment: 
     import time
     from pathlib import Path
 
+    from interrupt import at_a_terminal
+
     for node in baseline.settings.node_names:  # so that the deploy has to download it
         container = baseline.engine.get(baseline.settings.container(node))
         baseline.engine.exec(
@@ -249,6 +251,7 @@ def test_ctrl_c_during_a_deploy_leaves_the_fleet_uniform(baseline: Lab, moment: 
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        preexec_fn=at_a_terminal,
     )
     deadline = time.monotonic() + 60
     hit = False

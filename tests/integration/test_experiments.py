@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from helpers import NODE
+from interrupt import at_a_terminal
 from pty_screen import Terminal
 
 from toolkit.guards.sets import GUARDS
@@ -135,6 +136,7 @@ class _Knight:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=at_a_terminal,
             text=True,
         )
         self.lines: queue.Queue[str | None] = queue.Queue()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from interrupt import ctrl_c_raises
 
 from toolkit.experiments import run as run_module
 from toolkit.experiments.activities import StepOutcome
@@ -109,14 +110,17 @@ def test_a_sigint_during_the_clean_up_does_not_cut_a_rollback_short(monkeypatch)
     _acts(monkeypatch, calls)
     monkeypatch.setitem(run_module.ACTIVITY_ACTS, "kill", kill)
     run = _run(["kill", "flag"])
-    interrupted = run_module._wind_down(run, _Observers(calls))  # type: ignore[arg-type]
-    assert interrupted is True
-    assert calls == ["kill went on to its end", "flag", "watchers stopped"]
-    assert ("interrupted", "Ctrl-C during the rollbacks: it went on to its end") in _timeline(run)
-    # Outside the clean-up, Ctrl-C raises again.
-    with pytest.raises(KeyboardInterrupt):
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(5)  # the handler raises at once; this is never reached
+    with ctrl_c_raises():
+        interrupted = run_module._wind_down(run, _Observers(calls))  # type: ignore[arg-type]
+        assert interrupted is True
+        assert calls == ["kill went on to its end", "flag", "watchers stopped"]
+        assert ("interrupted", "Ctrl-C during the rollbacks: it went on to its end") in (
+            _timeline(run)
+        )
+        # Outside the clean-up, Ctrl-C raises again.
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises at once; this is never reached
 
 
 def test_the_clean_up_closes_an_open_market_first(monkeypatch):
