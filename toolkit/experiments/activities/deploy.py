@@ -73,7 +73,7 @@ def deploy(
 ) -> dict[str, Any]:
     """With the atomic guard: one all-or-none deploy of the whole fleet (a skipped node makes it
     a partial fleet, refused; a rollout stopped half way cannot happen). Without it: the nodes
-    this step reaches, one after another, as the file says."""
+    this step reaches, as the file says, each on its own (no barrier, no verification)."""
     ctx = context(configuration)
     lab, guards = ctx.lab, ctx.guards
     args = {"skip": skip, "nodes": nodes, "mode": mode, "start_at": start_at}
