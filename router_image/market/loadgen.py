@@ -990,13 +990,29 @@ def parse_args(argv: list[str] | None = None) -> Config:
 
 
 async def run(config: Config) -> dict:
-    """Run the load generator once; SIGINT/SIGTERM end the send phase early."""
+    """Run the load generator once; SIGINT/SIGTERM end the send phase early. Once the run is
+    over they are ignored: a stop is asked again until the account is written (the toolkit's
+    close), and one that lands while the account and the result are being written must not
+    kill the process (exit 143) with its account half told."""
     gen = LoadGen(config)
     loop = asyncio.get_running_loop()
+    handled = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, gen.stop)
-    return await gen.run()
+            handled.append(sig)
+    try:
+        return await gen.run()
+    finally:
+        # Blocked while the loop's handler gives way to SIG_IGN (removing it restores SIG_DFL):
+        # one that arrives in between stays pending, then is discarded by SIG_IGN.
+        signal.pthread_sigmask(signal.SIG_BLOCK, handled)
+        try:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, signal.SIG_IGN)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, handled)
 
 
 def write_account(path: str, doc: dict) -> None:

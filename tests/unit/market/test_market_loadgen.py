@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ import time
 
 import pytest
 from market.loadgen import Config, LoadGen, invariant_holds, main, parse_args
+from market.loadgen import run as run_loadgen
 from market_fixtures import (
     ROUTER_IMAGE,
     Behaviour,
@@ -531,3 +533,25 @@ def test_the_account_file_holds_the_printed_result_and_the_prefix(tmp_path) -> N
     assert json.loads(path.read_text()) == {"prefix": "open_ab12", "sent": 3, "unanswered": 0}
     assert [p.name for p in path.parent.iterdir()] == ["open_ab12.json"]  # no temporary left
     assert parse_args(["--target", "h:1", "--account", str(path)]).account == str(path)
+
+
+def test_a_stop_asked_again_after_the_run_ended_cannot_kill_it_while_it_reports() -> None:
+    """The toolkit asks a load to stop until its account is there: a SIGTERM (or SIGINT) that
+    lands once the run is over, while the account and the result are being written, is
+    ignored rather than fatal (exit 143 with the result half told)."""
+    stops = (signal.SIGTERM, signal.SIGINT)
+    before = {sig: signal.getsignal(sig) for sig in stops}
+
+    async def go() -> dict:
+        async with fake_router(ack_and_fill) as router:
+            return await run_loadgen(
+                Config(targets=[router.target], rate=200, count=20, drain=1.0, seed=7)
+            )
+
+    try:
+        result = asyncio.run(go())
+        assert result["filled"] == 20
+        assert {sig: signal.getsignal(sig) for sig in stops} == dict.fromkeys(stops, signal.SIG_IGN)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
