@@ -42,6 +42,10 @@ DEFAULT_SYMBOLS = ("KCG", "AAPL", "MSFT", "IBM", "GE", "XOM", "BAC", "WMT")
 SENT, ACKED, RETRYING, FILLED, CANCELLED, REJECTED = range(6)
 
 _LATENCY_SAMPLES = 50_000
+#: How many unanswered parents the result describes one by one (`unanswered_sample`).
+_UNANSWERED_SAMPLE = 10
+#: How many of a target's connections it remembers the times of (for that description).
+_CONNECTIONS_KEPT = 64
 _RETRY_WAIT_MAX_S = 2.0
 _now = time.monotonic
 
@@ -106,7 +110,18 @@ class Parents:
     number minus one, so an order costs a few list slots rather than an object (and the garbage
     collector has nothing per order to walk)."""
 
-    __slots__ = ("by_id", "cum", "epoch", "reason", "sent_at", "state", "tail", "target", "waiter")
+    __slots__ = (
+        "by_id",
+        "cum",
+        "epoch",
+        "reason",
+        "resends",
+        "sent_at",
+        "state",
+        "tail",
+        "target",
+        "waiter",
+    )
 
     def __init__(self) -> None:
         self.by_id: dict[str, int] = {}  # parent id -> index
@@ -118,6 +133,7 @@ class Parents:
         self.epoch: list[int] = []  # the target's connection it occupies a window slot on
         # Only for the few orders refused or cancelled, and those being retried.
         self.reason: dict[int, str] = {}
+        self.resends: dict[int, int] = {}
         self.waiter: dict[int, asyncio.Future] = {}
 
     def add(self, k: int, target: int, epoch: int, now: float) -> None:
@@ -158,10 +174,14 @@ class Target(asyncio.Protocol):
         # The router's last `closing` said it has no room for this connection.
         self.turned_away = False
         self.epoch = 0
+        self.epoch_start = 0  # the number of the first order sent on this connection
         self.inflight = 0
         self.connects = 0
         self.acked = 0
         self.lost: asyncio.Future | None = None
+        # epoch -> [connected, `closing` read, lost] (monotonic times; None: not yet), for the
+        # description of the orders left unanswered. The last _CONNECTIONS_KEPT connections.
+        self.connections: dict[int, list[float | None]] = {}
         self._lines = LineSplitter()
 
     # -- connection ----------------------------------------------------------------------------
@@ -171,16 +191,26 @@ class Target(asyncio.Protocol):
         self.writable = True
         self.handed_over = False
         self.epoch += 1
+        self.epoch_start = self.gen.sent
         # Orders left on a previous connection get no answer on this one: free their slots.
         self.inflight = 0
         self.connects += 1
+        self.connections[self.epoch] = [_now(), None, None]
+        self.connections.pop(self.epoch - _CONNECTIONS_KEPT, None)
         self._lines = LineSplitter()
         self.gen.target_ready(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        times = self.connections.get(self.epoch)
+        if times is not None:
+            times[2] = _now()
         self.transport = None
         self.writable = False
         self.inflight = 0
+        if self.handed_over:
+            # The router closes a connection it said `closing` on only once it has answered
+            # every line it read: a line with no answer was never read (docs/protocol.md).
+            self.gen.send_again_unread(self)
         if self.lost is not None and not self.lost.done():
             self.lost.set_result(exc)
 
@@ -201,6 +231,9 @@ class Target(asyncio.Protocol):
             return
         self.handed_over = True
         self.writable = False  # the window is closed
+        times = self.connections.get(self.epoch)
+        if times is not None:
+            times[1] = _now()
         if self.transport.can_write_eof():
             self.transport.write_eof()
 
@@ -595,6 +628,28 @@ class LoadGen:
 
     # -- retries -----------------------------------------------------------------------------
 
+    def send_again_unread(self, target: Target) -> None:
+        """`target`'s connection, handed over (`closing`), is closed: the orders sent on it that
+        got no answer were never read by the router (it answers every line it reads before it
+        closes; a client late to read `closing` may have sent some after the router stopped
+        reading). Each is sent again on the next connection, as a retry the router asked for:
+        the order is not on the router, so this makes no duplicate."""
+        if self._closing:
+            return  # the run is over: what is open stays open (unanswered)
+        parents = self.parents
+        states = parents.state
+        index, epoch = target.index, target.epoch
+        order_target, order_epoch = parents.target, parents.epoch
+        for i in range(target.epoch_start, len(states)):
+            if states[i] == SENT and order_target[i] == index and order_epoch[i] == epoch:
+                parents.reason[i] = "unread"
+                self.start_retry(i)
+        # Resends (of orders sent on earlier connections) waiting for an answer there.
+        unread = {"type": "reject", "reason": "unread", "retry": True}
+        for i in list(parents.waiter):
+            if order_target[i] == index and order_epoch[i] == epoch:
+                self.wake(i, unread)
+
     def start_retry(self, i: int) -> None:
         """The router asked for this order again later: only such an order gets a coroutine."""
         self.parents.state[i] = RETRYING
@@ -665,6 +720,7 @@ class LoadGen:
         loop = asyncio.get_running_loop()
         waiter = parents.waiter[i] = loop.create_future()
         parents.sent_at[i] = now
+        parents.resends[i] = parents.resends.get(i, 0) + 1
         self.attempts += 1
         self.retries += 1
         target.transport.write(self._line(i))
@@ -886,7 +942,46 @@ class LoadGen:
                 "p99": _percentile(lat, 0.99),
             },
             "per_target": counts["per_target"],
+            "unanswered_sample": self.unanswered_sample() if counts["unanswered"] else [],
         }
+
+    def unanswered_sample(self, limit: int = _UNANSWERED_SAMPLE) -> list[dict]:
+        """The first `limit` parents left unanswered, each with where and when it was last sent:
+        its target, the connection (epoch) it went on, how often it was resent, and the times
+        (s from the start of sending) of that connection's `closing` and drop, so a lost order
+        says whether it left before or after the router's handover."""
+        sample = []
+        parents = self.parents
+        start = self.send_started
+
+        def rel(t: float | None) -> float | None:
+            return None if t is None else round(t - start, 3)
+
+        for i, state in enumerate(parents.state):
+            if state != SENT:
+                continue
+            target = self.targets[parents.target[i]]
+            epoch = parents.epoch[i]
+            connected, closing, lost = target.connections.get(epoch) or (None, None, None)
+            sent_at = parents.sent_at[i]
+            sample.append(
+                {
+                    "id": f"{self._id_prefix}{i + 1}",
+                    "target": target.name,
+                    "epoch": epoch,
+                    "resends": parents.resends.get(i, 0),
+                    "last_refusal": parents.reason.get(i),
+                    "sent_s": rel(sent_at),
+                    "connected_s": rel(connected),
+                    "closing_s": rel(closing),
+                    "lost_s": rel(lost),
+                    # > 0: sent after the client read `closing` on that connection
+                    "after_closing_s": None if closing is None else round(sent_at - closing, 4),
+                }
+            )
+            if len(sample) >= limit:
+                break
+        return sample
 
 
 def _percentile(values: list[float], q: float) -> float | None:

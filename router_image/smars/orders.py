@@ -6,6 +6,7 @@ and how long a connection without working parents may stay silent."""
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -21,6 +22,9 @@ if TYPE_CHECKING:
     from .state import State
 
 __all__ = ["Intake", "OrderPort", "OrderSession"]
+
+#: The ids of order lines that arrive once a connection is closing, for the log (never parsed).
+_ORDER_ID = re.compile(rb'"id"\s*:\s*"([^"\\]{1,64})"')
 
 
 class Intake:
@@ -131,7 +135,10 @@ class OrderSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         outbox = self.outbox
         if self.closing or outbox is None:
-            return  # the router is re-executing: nothing more is answered on this connection
+            # Closing (handed over and past the bound, idle, or refused): these lines are not
+            # read, so no order is opened for them; a client resends them (docs/protocol.md).
+            self._port.unread(self, data)
+            return
         self.last_read = self._port.loop.time()
         submit = self._port.intake.submit
         outbox.hold()
@@ -143,6 +150,12 @@ class OrderSession(asyncio.Protocol):
                     self._port.internal_error(e)
         finally:
             outbox.flush()
+
+    @property
+    def peer(self) -> str:
+        """The client's address, for the log."""
+        peer = self._transport.get_extra_info("peername") if self._transport else None
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
 
     def eof_received(self) -> bool:
         # The client hung up, or half-closed after a `closing` (it has sent its last line, and
@@ -257,6 +270,20 @@ class OrderPort:
             self._sweeper.cancel()
             self._sweeper = None
 
+    def unread(self, session: OrderSession, data: bytes) -> None:
+        """Lines that arrived after `session` stopped reading (they open no order): logged,
+        at most once per few seconds, with the first ids, so a client's unanswered orders can
+        be matched to them."""
+        if self._log is not None:
+            ids = [m.decode(errors="replace") for m in _ORDER_ID.findall(data)[:3]]
+            self._log.throttled(
+                "warning",
+                "order_lines_unread",
+                peer=session.peer,
+                lines=data.count(b"\n"),
+                first_ids=ids,
+            )
+
     def refused_connection(self) -> None:
         if self._log is not None:
             self._log.throttled("warning", "order_connection_refused", max=self.max_connections)
@@ -285,10 +312,24 @@ class OrderPort:
         connection; the ones left then are closed as close_sessions does."""
         self._stop_accepting()
         self.handover = reason
+        began = self.loop.time()
+        told = len(self.sessions)
         for session in list(self.sessions):
             session.hand_over(reason)
         await self._wait_closed(timeout_s)
-        for session in list(self.sessions):
+        late = list(self.sessions)
+        if self._log is not None:
+            # `late`: clients that had not half-closed at the bound; what they sent after it
+            # is not read (order_lines_unread, if it arrives before the process ends).
+            self._log.info(
+                "order_handover",
+                reason=reason,
+                told=told,
+                late=len(late),
+                waited_s=round(self.loop.time() - began, 3),
+                late_peers=[s.peer for s in late[:8]],
+            )
+        for session in late:
             session.close_gracefully()
 
     async def close_sessions(self, timeout_s: float) -> None:

@@ -89,7 +89,7 @@ def deploy_under_load(lab: Lab) -> tuple[DeployResult, LoadResult]:
 def assert_atomic_under_load(lab: Lab, result: DeployResult, account: LoadResult) -> None:
     assert result.status == "deployed", result.error
     assert account.accounted
-    assert account.unanswered == 0 and account.working == 0
+    assert account.unanswered == 0 and account.working == 0, account.open_orders()
     assert account.filled + account.rejected == account.sent
     assert account.rejected == 0  # paused intake asks for a retry, and the retries got through
     releases = [e["release"] for e in lab.executions()]

@@ -100,6 +100,9 @@ class LoadResult:
     orders_per_s: float
     elapsed_s: float
     per_target: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: The first few parents left unanswered, each with its target, the connection it was last
+    #: sent on and that connection's `closing` and drop times (docs/protocol.md, the result).
+    unanswered_sample: list[dict[str, Any]] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -121,8 +124,17 @@ class LoadResult:
             orders_per_s=float(doc.get("orders_per_s", 0.0)),
             elapsed_s=float(doc.get("elapsed_s", 0.0)),
             per_target=doc.get("per_target", {}),
+            unanswered_sample=list(doc.get("unanswered_sample") or []),
             raw=doc,
         )
+
+    def open_orders(self) -> str:
+        """One line on the parents not finished: how many are working and unanswered, and which
+        unanswered ones (the sample), for an assertion message that explains itself."""
+        sample = "; ".join(
+            " ".join(f"{k}={v}" for k, v in order.items()) for order in self.unanswered_sample
+        )
+        return f"working={self.working} unanswered={self.unanswered}: {sample or '-'}"
 
     @property
     def accounted(self) -> bool:

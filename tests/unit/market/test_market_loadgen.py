@@ -492,6 +492,106 @@ def test_on_closing_the_loadgen_half_closes_reads_to_the_end_and_reconnects() ->
     assert row["connects"] == 3
 
 
+class LateHandoverRouter(asyncio.Protocol):
+    """A router whose handover bound passed before the client half-closed (docs/protocol.md,
+    "Handover"): on its first connection it answers `answered` order lines, then sends
+    `closing` and reads nothing more, so the lines the client sent meanwhile (at least the
+    next one, already on its way) stay unanswered; it closes at the client's half-close. Every
+    later connection is a healthy router's."""
+
+    def __init__(self, log: dict, answered: int = 10) -> None:
+        self.log = log
+        self.answered = answered
+        self.buf = b""
+        self.reading = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.log["connections"] += 1
+        self.first = self.log["connections"] == 1
+        self.log["transports"].append(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.reading:
+            self.log["unread"] += data.count(b"\n")
+            return
+        self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        out = []
+        for line in lines:
+            order = json.loads(line)
+            if self.first and len(self.log["read"]) == self.answered:
+                # The bound passed: `closing`, and this line and the rest are never read.
+                self.reading = False
+                self.log["unread"] += 1 + len(lines) - lines.index(line) - 1
+                self.log["unread_ids"].append(order["id"])
+                out.append('{"type":"closing","reason":"restart"}\n')
+                break
+            self.log["read"].append(order["id"])
+            out.extend(json.dumps(m) + "\n" for m in ack_and_fill(order, 1))
+        if out:
+            self.transport.write("".join(out).encode())  # type: ignore[attr-defined]
+
+    def eof_received(self) -> bool:
+        return False  # close
+
+
+def test_lines_a_router_never_read_before_closing_are_sent_again_not_lost() -> None:
+    """The lines a client sent before it read `closing` but after the router stopped reading
+    (a client late on a loaded machine) get no answer on that connection: the load generator
+    sends them again on its next one, and loses none."""
+    log: dict = {"connections": 0, "read": [], "unread": 0, "unread_ids": [], "transports": []}
+
+    async def go() -> dict:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: LateHandoverRouter(log), "127.0.0.1", 0)
+        target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            cfg = Config(targets=[target], rate=200, count=40, drain=5, seed=3)
+            return await LoadGen(cfg).run()
+        finally:
+            server.close()
+            for t in log["transports"]:
+                t.close()
+
+    result = asyncio.run(go())
+    assert invariant_holds(result)
+    assert log["connections"] == 2 and log["unread"] >= 1
+    assert result["unanswered"] == 0, result["unanswered_sample"]
+    assert result["filled"] == result["sent"] == 40
+    assert result["unanswered_sample"] == []
+    # Each unread line was sent once more, on the second connection.
+    assert result["attempts"] == 40 + log["unread"]
+
+
+def test_an_order_left_unanswered_is_described_in_the_result() -> None:
+    """A connection cut without `closing`: its orders in flight stay unanswered (they may have
+    been read), and the result names them, with the connection they went on and its drop."""
+
+    def drop_at_5(order: dict, attempt: int) -> list[dict]:
+        if order["id"].endswith("-5"):
+            state["router"].transports[-1].close()
+            return []
+        return ack_and_fill(order, attempt)
+
+    state: dict = {}
+
+    async def go() -> dict:
+        async with fake_router(drop_at_5) as router:
+            state["router"] = router
+            cfg = Config(targets=[router.target], rate=100, count=10, drain=1.0, prefix="T")
+            return await LoadGen(cfg).run()
+
+    result = asyncio.run(go())
+    assert result["unanswered"] >= 1
+    first = result["unanswered_sample"][0]
+    assert first["id"] == "T-5"
+    assert (first["target"], first["epoch"], first["resends"]) == (state["router"].target, 1, 0)
+    assert first["closing_s"] is None  # no `closing` came: a drop
+    assert first["sent_s"] <= first["lost_s"]
+    assert len(result["unanswered_sample"]) == result["unanswered"]
+
+
 def test_a_router_at_its_connection_cap_is_not_hammered_with_reconnects() -> None:
     """`closing` with reason too_many_connections: the load generator comes back after a
     growing pause, then trades once there is room."""
