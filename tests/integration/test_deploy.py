@@ -253,28 +253,16 @@ def test_ctrl_c_during_a_deploy_leaves_the_fleet_uniform(baseline: Lab, moment: 
         start_new_session=True,
         preexec_fn=at_a_terminal,
     )
-    deadline = time.monotonic() + 60
-    hit = False
-    while time.monotonic() < deadline and proc.poll() is None:
-        if moment == "stage":
-            code, _ = baseline.engine.exec(
-                baseline.engine.get(baseline.settings.container("smars-4")),
-                ["sh", "-c", f"ls -d /opt/smars/releases/*{NEW}* 2>/dev/null | grep -q ."],
-            )
-            hit = code == 0
-        else:
-            hit = any(
-                baseline.node_admin(n).get("/version").get("intake") == "paused"
-                for n in ("smars-1", "smars-5", "smars-8")
-            )
-        if hit:
-            break
-        time.sleep(0.05)
-    assert hit, f"the deploy never reached {moment} in 60 s"
-    assert proc.poll() is None, "the deploy ended before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGINT)
-    proc.communicate(timeout=60)
-    assert proc.returncode != 0
+    # However long a loaded machine takes to get the deploy there; it ends the wait if it ends.
+    try:
+        _reach(baseline, proc, moment, time.monotonic() + 300)
+    finally:
+        # Whatever the test found, the deploy gets Ctrl-C now (and is waited for): none is left
+        # to run on under the tests that follow.
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, out[-2000:]
     # A flip the deploy never confirmed is undone by the nodes themselves within the confirm
     # window: wait until every node trades again, then the fleet must be on one release.
     deadline = time.monotonic() + 40
@@ -286,6 +274,29 @@ def test_ctrl_c_during_a_deploy_leaves_the_fleet_uniform(baseline: Lab, moment: 
     assert {n.intake for n in status.nodes} == {"open"}, [(n.name, n.intake) for n in status.nodes]
     releases = {n.name: n.release for n in status.nodes}
     assert len(set(releases.values())) == 1, releases
+
+
+def _reach(lab: Lab, proc, moment: str, deadline: float) -> None:
+    """Wait until the deploy run by `proc` stages (smars-4 has the new release's folder) or
+    flips (one of three nodes has paused its intake); fail if it ends or `deadline` passes."""
+    import time
+
+    while time.monotonic() < deadline and proc.poll() is None:
+        if moment == "stage":
+            code, _ = lab.engine.exec(
+                lab.engine.get(lab.settings.container("smars-4")),
+                ["sh", "-c", f"ls -d /opt/smars/releases/*{NEW}* 2>/dev/null | grep -q ."],
+            )
+            if code == 0:
+                return
+        elif any(
+            lab.node_admin(n).get("/version").get("intake") == "paused"
+            for n in ("smars-1", "smars-5", "smars-8")
+        ):
+            return
+        time.sleep(0.05)
+    assert proc.poll() is None, "the deploy ended before it could be interrupted"
+    raise AssertionError(f"the deploy never reached {moment}")
 
 
 HOSTILE = "$(touch /tmp/pwned)"
