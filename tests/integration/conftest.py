@@ -7,13 +7,18 @@ import os
 from collections.abc import Callable
 
 import pytest
-from helpers import NODE
+from helpers import NODE, OBSERVE_IMAGE
 
 from toolkit.experiments.loader import load_experiment
 from toolkit.experiments.run import RunResult, run_experiment
 from toolkit.guards.sets import GuardSet
 from toolkit.lab.lab import Lab
 from toolkit.settings import load_settings
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if any(item.nodeid.startswith("tests/integration/test_observe.py") for item in session.items):
+        OBSERVE_IMAGE.start(load_settings())
 
 
 @pytest.fixture(scope="session")

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from toolkit.errors import LabError
+from toolkit.lab.engine import Engine
+from toolkit.lab.image import build_observe_image
+from toolkit.settings import Settings
 
 #: The faulty node of every experiment the tests run: not the files' default (smars-8), so that
 #: nothing is tied to it.
@@ -34,3 +40,37 @@ def metric(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 return sample.value
     return 0.0
+
+
+class EarlyBuild:
+    """The observe image, built in a thread from the moment the tests are collected when a test
+    of the Prometheus path will need it and it is missing: its minute of Debian packages (a
+    download, mostly) goes by while the tests before that one run. `wait()` is the fixture's."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, settings: Settings) -> None:
+        engine = Engine(settings.lab)
+        if engine.image_exists(settings.observe_image):
+            return
+
+        def build() -> None:
+            try:
+                build_observe_image(settings, engine)
+            except BaseException as exc:  # wait() reports it, in the test that needs the image
+                self._error = exc
+
+        self._thread = threading.Thread(target=build, name="observe-image", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Wait for the build, if one was started; raise its error if it failed."""
+        if self._thread is not None:
+            self._thread.join()
+        if self._error is not None:
+            raise LabError(f"the observe image could not be built: {self._error}")
+
+
+OBSERVE_IMAGE = EarlyBuild()

@@ -9,6 +9,7 @@ spread the damage in 2012: refused, with the safe sequence, and nothing traded i
 
 from __future__ import annotations
 
+from helpers import NODE as OWN_NODE
 from helpers import metric
 
 from toolkit.deploy.operations import deploy, flag, rollback
@@ -31,13 +32,16 @@ def guard_events(journal: dict) -> list[str]:
     return [e["detail"] for e in journal["timeline"] if e["kind"] == "guard"]
 
 
-def test_without_a_guard_the_skipped_node_runs_away(lab: Lab):
-    journal = skipped_node(lab, GuardSet())
+def test_without_a_guard_the_skipped_node_runs_away(own_run):
+    """The control: no guard at all is the unsafe mode, so the session's unsafe run (faulty
+    node helpers.NODE) is the one read here."""
+    journal = own_run("skipped_node", "unsafe", open_s="3").journal
+    assert not any(journal["guards"].values())
     outcome = journal["outcome"]
-    assert outcome["runaway_nodes"] == [NODE]
+    assert outcome["runaway_nodes"] == [OWN_NODE]
     assert outcome["excess_shares"] > 0
-    assert outcome["fleet_end"][NODE] == "7.1.0"
-    assert {r for n, r in outcome["fleet_end"].items() if n != NODE} == {"8.0.0"}
+    assert outcome["fleet_end"][OWN_NODE] == "7.1.0"
+    assert {r for n, r in outcome["fleet_end"].items() if n != OWN_NODE} == {"8.0.0"}
 
 
 def test_the_atomic_deploy_alone_refuses_the_partial_fleet_and_the_launch_never_runs(lab: Lab):

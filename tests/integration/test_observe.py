@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import OBSERVE_IMAGE
 
 from toolkit.experiments.loader import load_experiment
 from toolkit.experiments.run import run_experiment
@@ -37,7 +38,9 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = DEADLINE_S) -
 @pytest.fixture(scope="module")
 def observed(lab: Lab) -> Iterator[Lab]:
     """The session's lab with its observe containers (the observe image built when missing),
-    for this module only: the tests after it keep a lab nothing scrapes every second."""
+    for this module only: the tests after it keep a lab nothing scrapes every second. Its image
+    was started building when the tests were collected (`OBSERVE_IMAGE`)."""
+    OBSERVE_IMAGE.wait()
     lab.up(observe=True)
     assert lab.observed
     yield lab
