@@ -36,6 +36,7 @@ def test_pause_cont_kill_and_start_on_the_control_pipe(router_factory, tmp_path)
     wait_for(lambda: state(pid) == "T", what="the router stopped by SIGSTOP")
     say(pipe, "cont")
     wait_for(lambda: state(pid) not in ("T", None), what="the router running again")
+    router.wait_event("venue_connected")
     assert router.admin("GET", "/health")[0] == 200
 
     say(pipe, "kill")
@@ -51,6 +52,9 @@ def test_pause_cont_kill_and_start_on_the_control_pipe(router_factory, tmp_path)
 def test_an_unknown_word_is_ignored_and_the_router_keeps_trading(router_factory, tmp_path):
     pipe = tmp_path / "routerd.ctl"
     router = router_factory("7.1.0", supervised=True, env={"SMARS_CONTROL": str(pipe)})
+    router.wait_event("venue_connected")  # healthy from here (a loaded machine takes a while)
+    pid = router.admin("GET", "/version")[1]["pid"]
     say(pipe, "reboot now")
     router.wait_event("routerd_control_unknown", word="reboot now")
     assert router.admin("GET", "/health")[0] == 200
+    assert router.admin("GET", "/version")[1]["pid"] == pid  # the same process, never restarted
