@@ -247,7 +247,7 @@ def test_over_http_the_monitor_scrapes_and_kills_through_the_admin_api(routers):
         ]
 
     switch = KillSwitch(clients())
-    monitor = Monitor(clients(), actions=[switch], clock=Clock())
+    monitor = Monitor(clients(), actions=[switch], clock=Clock(), scrape_timeout_s=60)
     monitor.clock.t += 0.2
     monitor.poll()
     routers[1].state["power_peg"] = 7
