@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from market.loadgen import Config, LoadGen, invariant_holds, main, parse_args
@@ -40,6 +41,27 @@ def run_against(behaviours: list[Behaviour], **config: object) -> tuple[dict, li
         finally:
             for m in managers:
                 await m.__aexit__(None, None, None)
+
+    return asyncio.run(go())
+
+
+def run_against_server(
+    protocol: Callable[[], asyncio.Protocol], log: dict, **config: object
+) -> dict:
+    """One load generator run against one router served by `protocol` on loopback (drain 5 s);
+    the transports it kept in `log["transports"]` are closed after."""
+
+    async def go() -> dict:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(protocol, "127.0.0.1", 0)
+        target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        try:
+            cfg = Config(targets=[target], drain=5, seed=3, **config)  # type: ignore[arg-type]
+            return await LoadGen(cfg).run()
+        finally:
+            server.close()
+            for t in log["transports"]:
+                t.close()
 
     return asyncio.run(go())
 
@@ -468,19 +490,7 @@ def test_on_closing_the_loadgen_half_closes_reads_to_the_end_and_reconnects() ->
     log: dict = {"connections": 0, "lines": 0, "closings": 0, "late": 0, "eof": {}}
     log["transports"] = []
 
-    async def go() -> dict:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: HandoverRouter(log), "127.0.0.1", 0)
-        target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        try:
-            cfg = Config(targets=[target], rate=400, duration=0.8, drain=5, seed=3)
-            return await LoadGen(cfg).run()
-        finally:
-            server.close()
-            for t in log["transports"]:
-                t.close()
-
-    result = asyncio.run(go())
+    result = run_against_server(lambda: HandoverRouter(log), log, rate=400, duration=0.8)
     assert invariant_holds(result)
     assert log["closings"] == 2 == len(log["eof"])  # each handover ended in a half-close
     assert log["late"] >= 2  # lines that arrived after the pause were answered after the EOF
@@ -542,19 +552,7 @@ def test_lines_a_router_never_read_before_closing_are_sent_again_not_lost() -> N
     sends them again on its next one, and loses none."""
     log: dict = {"connections": 0, "read": [], "unread": 0, "unread_ids": [], "transports": []}
 
-    async def go() -> dict:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: LateHandoverRouter(log), "127.0.0.1", 0)
-        target = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        try:
-            cfg = Config(targets=[target], rate=200, count=40, drain=5, seed=3)
-            return await LoadGen(cfg).run()
-        finally:
-            server.close()
-            for t in log["transports"]:
-                t.close()
-
-    result = asyncio.run(go())
+    result = run_against_server(lambda: LateHandoverRouter(log), log, rate=200, count=40)
     assert invariant_holds(result)
     assert log["connections"] == 2 and log["unread"] >= 1
     assert result["unanswered"] == 0, result["unanswered_sample"]
