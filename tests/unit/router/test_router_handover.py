@@ -5,9 +5,11 @@ sent after that is never read, so it may send those lines again without making a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import socket
+from collections.abc import AsyncIterator
 
 from smars.log import Log
 from smars.orders import OrderPort
@@ -39,6 +41,24 @@ def events(stream: io.StringIO) -> list[dict]:
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
+@contextlib.asynccontextmanager
+async def connected() -> AsyncIterator[tuple]:
+    """An order port on loopback with a recording intake and a log kept in memory, and one
+    client connected to it: (port, intake, log stream, reader, writer); both closed after."""
+    stream = io.StringIO()
+    intake = RecordingIntake()
+    sock = socket.create_server(("127.0.0.1", 0))
+    log = Log("smars-1", stream)
+    port = OrderPort(asyncio.get_running_loop(), sock, intake, lambda e: None, log=log)  # type: ignore[arg-type]
+    await port.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port.port)
+    try:
+        yield port, intake, stream, reader, writer
+    finally:
+        writer.close()
+        port.close()
+
+
 async def logged(stream: io.StringIO, name: str, timeout: float = 10.0) -> dict:
     """The first log event called `name`, once the port has written it."""
     loop = asyncio.get_running_loop()
@@ -53,14 +73,7 @@ async def logged(stream: io.StringIO, name: str, timeout: float = 10.0) -> dict:
 
 def test_lines_after_the_handover_bound_are_never_read_and_the_connection_ends_after_closing():
     async def go() -> tuple[list[dict], RecordingIntake, io.StringIO]:
-        loop = asyncio.get_running_loop()
-        stream = io.StringIO()
-        intake = RecordingIntake()
-        sock = socket.create_server(("127.0.0.1", 0))
-        port = OrderPort(loop, sock, intake, lambda e: None, log=Log("smars-1", stream))  # type: ignore[arg-type]
-        await port.start()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port.port)
-        try:
+        async with connected() as (port, intake, stream, reader, writer):
             writer.write(order_line("late-1"))
             first = json.loads(await reader.readline())
             # The client reads nothing more and does not half-close: the bound passes.
@@ -70,9 +83,6 @@ def test_lines_after_the_handover_bound_are_never_read_and_the_connection_ends_a
             await writer.drain()
             rest = [json.loads(line) for line in (await reader.read()).splitlines()]
             await logged(stream, "order_lines_unread")
-        finally:
-            writer.close()
-            port.close()
         return [first, *rest], intake, stream
 
     answers, intake, stream = asyncio.run(go())
@@ -86,16 +96,9 @@ def test_lines_after_the_handover_bound_are_never_read_and_the_connection_ends_a
 
 def test_a_client_that_half_closes_in_time_has_every_line_answered():
     async def go() -> tuple[list[dict], RecordingIntake, io.StringIO]:
-        loop = asyncio.get_running_loop()
-        stream = io.StringIO()
-        intake = RecordingIntake()
-        sock = socket.create_server(("127.0.0.1", 0))
-        port = OrderPort(loop, sock, intake, lambda e: None, log=Log("smars-1", stream))  # type: ignore[arg-type]
-        await port.start()
-        reader, writer = await asyncio.open_connection("127.0.0.1", port.port)
         answers: list[dict] = []
 
-        async def client() -> None:
+        async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             # Sent before `closing` is read; then the protocol: half-close, read to the end.
             writer.write(order_line("ok-1") + order_line("ok-2"))
             while True:
@@ -106,15 +109,12 @@ def test_a_client_that_half_closes_in_time_has_every_line_answered():
             writer.write_eof()
             answers.extend(json.loads(line) for line in (await reader.read()).splitlines())
 
-        try:
-            talk = asyncio.ensure_future(client())
+        async with connected() as (port, intake, stream, reader, writer):
+            talk = asyncio.ensure_future(client(reader, writer))
             while len(intake.read) < 2:
                 await asyncio.sleep(0.01)
             await port.hand_over(10.0)
             await talk
-        finally:
-            writer.close()
-            port.close()
         return answers, intake, stream
 
     answers, intake, stream = asyncio.run(go())
